@@ -1,0 +1,66 @@
+//! `qvm`: the QuorumVM command line.
+//!
+//! Thin by design: parse arguments, set up output, call the libraries. The verbs arrive with
+//! the crates that implement them (compile, package, custodian, coordinator, eval).
+
+use clap::Parser;
+
+/// QuorumVM: run proprietary programs so that no single machine can run or rebuild them.
+///
+/// Secrets are Shamir-shared across N custodians, a version runs only after K of them
+/// approve it, and a coordinator reconstructs only the outputs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "qvm",
+    version,
+    about,
+    long_about,
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// Print the cryptographic parameters this build uses and exit.
+    #[arg(long)]
+    parameters: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.parameters {
+        print_parameters();
+    }
+    Ok(())
+}
+
+fn print_parameters() {
+    use qvm_core::field::MODULUS;
+    use qvm_core::fixed::{DEFAULT_SCALE, MAX_BOUND_BITS};
+    println!("field modulus p        = 2^127 - 1 = {MODULUS}");
+    println!("fixed-point scale f    = {DEFAULT_SCALE} (default, per program)");
+    println!("value bound k          <= {MAX_BOUND_BITS} bits");
+    println!("max committee size N   = {}", qvm_core::party::MAX_PARTIES);
+    println!("max PRSS subsets C(N,t) = {}", qvm_core::prss::MAX_SUBSETS);
+    println!("signatures             = ECDSA P-256 / SHA-256, domain-separated, low-S");
+    println!("key agreement          = ECDH P-256 + HKDF-SHA256");
+    println!("sealing                = ECIES (P-256, HKDF-SHA256, ChaCha20-Poly1305)");
+    println!("canonical encoding     = BCS; hashes SHA-256 with domain tags");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn version_and_help_exit_cleanly() {
+        for flag in ["--version", "--help"] {
+            let err = Cli::try_parse_from(["qvm", flag]).expect_err("prints and exits");
+            assert_eq!(err.exit_code(), 0, "{flag}");
+        }
+        assert!(Cli::try_parse_from(["qvm", "--no-such-flag"]).is_err());
+    }
+}

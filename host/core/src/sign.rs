@@ -1,0 +1,299 @@
+//! Domain-separated ECDSA P-256 signatures (FIPS 186-5 ECDSA with SHA-256, deterministic
+//! nonces per RFC 6979).
+//!
+//! A signature never covers bare bytes: it covers [`signing_bytes`] of a typed value under
+//! a [`Domain`] tag, so an approval can never be replayed as a ticket or a client request.
+//! Signatures are 64 bytes r ‖ s with s normalized to the lower half of the group order
+//! (no two encodings of one signature); identifiers are always hashes of the signed value,
+//! never of the signature.
+
+use core::fmt;
+
+use p256::ecdsa::signature::{Signer, Verifier};
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::encoding::{Domain, bytes_serde, signing_bytes};
+use crate::pairwise::PUBLIC_KEY_BYTES;
+use crate::{Error, Result};
+
+/// Bytes in an encoded signature.
+pub const SIGNATURE_BYTES: usize = 64;
+
+/// A P-256 signing key. Prints as `<redacted>`; the scalar is zeroized on drop.
+#[derive(Clone)]
+pub struct SigningKey(p256::ecdsa::SigningKey);
+
+impl SigningKey {
+    /// A fresh key.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> SigningKey {
+        SigningKey(p256::ecdsa::SigningKey::random(rng))
+    }
+
+    /// Decodes a 32-byte big-endian scalar in 1..n.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SigningKey> {
+        p256::ecdsa::SigningKey::from_slice(bytes)
+            .map(SigningKey)
+            .map_err(|_| Error::InvalidPrivateKey)
+    }
+
+    /// The 32-byte big-endian scalar, zeroized when dropped.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        let mut bytes = self.0.to_bytes();
+        let out = Zeroizing::new(bytes.into());
+        bytes.zeroize();
+        out
+    }
+
+    /// The public half.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        VerifyingKey(*self.0.verifying_key())
+    }
+
+    /// Signs `value` under `domain`.
+    pub fn sign<T: Serialize + ?Sized>(&self, domain: Domain, value: &T) -> Result<Signature> {
+        self.sign_raw(&signing_bytes(domain, value)?)
+    }
+
+    /// ECDSA-SHA256 over raw bytes. Crate-internal: every public signing path goes through
+    /// a domain tag.
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> Result<Signature> {
+        let sig: p256::ecdsa::Signature =
+            self.0.try_sign(message).map_err(|_| Error::BadSignature)?;
+        let sig = sig.normalize_s().unwrap_or(sig);
+        Ok(Signature(sig.to_bytes().into()))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// A P-256 verifying key, encoded as a 33-byte compressed SEC1 point.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VerifyingKey(p256::ecdsa::VerifyingKey);
+
+impl VerifyingKey {
+    /// Decodes a SEC1 point, rejecting the identity and points off the curve.
+    pub fn from_sec1_bytes(bytes: &[u8]) -> Result<VerifyingKey> {
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
+            .map(VerifyingKey)
+            .map_err(|_| Error::InvalidPublicKey)
+    }
+
+    /// The compressed SEC1 encoding.
+    pub fn to_sec1_bytes(&self) -> [u8; PUBLIC_KEY_BYTES] {
+        let point = self.0.to_encoded_point(true);
+        let mut out = [0u8; PUBLIC_KEY_BYTES];
+        out.copy_from_slice(point.as_bytes());
+        out
+    }
+
+    /// Verifies `signature` over `value` under `domain`.
+    pub fn verify<T: Serialize + ?Sized>(
+        &self,
+        domain: Domain,
+        value: &T,
+        signature: &Signature,
+    ) -> Result<()> {
+        self.verify_raw(&signing_bytes(domain, value)?, &signature.0)
+    }
+
+    /// ECDSA-SHA256 verification of a 64-byte r ‖ s signature over raw bytes. Public for
+    /// known-answer tests against standard vectors; protocol code uses [`VerifyingKey::verify`].
+    pub fn verify_raw(&self, message: &[u8], signature: &[u8]) -> Result<()> {
+        let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|_| Error::BadSignature)?;
+        self.0
+            .verify(message, &sig)
+            .map_err(|_| Error::BadSignature)
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyingKey({})", hex::encode(self.to_sec1_bytes()))
+    }
+}
+
+impl Serialize for VerifyingKey {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        bytes_serde::serialize(&self.to_sec1_bytes(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for VerifyingKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        let bytes = bytes_serde::deserialize(d)?;
+        if bytes.len() != PUBLIC_KEY_BYTES {
+            return Err(serde::de::Error::custom(
+                "a verifying key is a 33-byte compressed point",
+            ));
+        }
+        let key = VerifyingKey::from_sec1_bytes(&bytes).map_err(serde::de::Error::custom)?;
+        // Exactly one encoding per key: the compressed form (SEC1 also has a "compact" tag).
+        if key.to_sec1_bytes()[..] != bytes[..] {
+            return Err(serde::de::Error::custom(
+                "verifying key is not in compressed SEC1 form",
+            ));
+        }
+        Ok(key)
+    }
+}
+
+/// An ECDSA P-256 signature: 64 bytes r ‖ s, big endian.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature([u8; SIGNATURE_BYTES]);
+
+impl Signature {
+    /// Wraps 64 bytes; validity is checked on verification.
+    pub fn from_bytes(bytes: [u8; SIGNATURE_BYTES]) -> Signature {
+        Signature(bytes)
+    }
+
+    /// The 64 bytes.
+    pub fn to_bytes(&self) -> [u8; SIGNATURE_BYTES] {
+        self.0
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", hex::encode(self.0))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        bytes_serde::serialize(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        let bytes = bytes_serde::deserialize(d)?;
+        let bytes: [u8; SIGNATURE_BYTES] = bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a signature is 64 bytes"))?;
+        Ok(Signature(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    const APPROVAL: Domain = Domain::new("qvm/test-approval/v1");
+    const TICKET: Domain = Domain::new("qvm/test-ticket/v1");
+
+    #[derive(Serialize)]
+    struct Msg<'a> {
+        program: &'a str,
+        version: u64,
+    }
+
+    #[test]
+    fn domain_tags_separate_signatures() -> Result<()> {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let sk = SigningKey::generate(&mut rng);
+        let vk = sk.verifying_key();
+        let msg = Msg {
+            program: "score",
+            version: 2,
+        };
+        let sig = sk.sign(APPROVAL, &msg)?;
+        vk.verify(APPROVAL, &msg, &sig)?;
+        assert_eq!(vk.verify(TICKET, &msg, &sig), Err(Error::BadSignature));
+        let other = Msg {
+            program: "score",
+            version: 3,
+        };
+        assert_eq!(vk.verify(APPROVAL, &other, &sig), Err(Error::BadSignature));
+        let stranger = SigningKey::generate(&mut rng).verifying_key();
+        assert_eq!(
+            stranger.verify(APPROVAL, &msg, &sig),
+            Err(Error::BadSignature)
+        );
+        let mut bytes = sig.to_bytes();
+        bytes[10] ^= 0x40;
+        assert_eq!(
+            vk.verify(APPROVAL, &msg, &Signature::from_bytes(bytes)),
+            Err(Error::BadSignature)
+        );
+        assert_eq!(
+            vk.verify(APPROVAL, &msg, &Signature::from_bytes([0; 64])),
+            Err(Error::BadSignature)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn signatures_are_low_s_and_deterministic() -> Result<()> {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let sk = SigningKey::generate(&mut rng);
+        // n/2 for P-256, big endian.
+        let half_n =
+            hex::decode("7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8")
+                .map_err(|e| Error::Encoding(e.to_string()))?;
+        for v in 0..32u64 {
+            let s1 = sk.sign(APPROVAL, &v)?;
+            assert_eq!(s1, sk.sign(APPROVAL, &v)?);
+            assert!(s1.to_bytes()[32..] <= half_n[..]);
+        }
+        Ok(())
+    }
+
+    /// RFC 6979 §A.2.5, P-256 with SHA-256, message "sample": deterministic nonces give
+    /// the published (r, s); we emit the low-S form (r, n − s) of the same signature.
+    #[test]
+    fn rfc6979_known_answer() -> Result<()> {
+        let hex32 = |s: &str| hex::decode(s).map_err(|e| Error::Encoding(e.to_string()));
+        let sk = SigningKey::from_bytes(&hex32(
+            "c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721",
+        )?)?;
+        let mut public = vec![4u8];
+        public.extend(hex32(
+            "60fed4ba255a9d31c961eb74c6356d68c049b8923b61fa6ce669622e60f29fb6",
+        )?);
+        public.extend(hex32(
+            "7903fe1008b8bc99a41ae9e95628bc64f2f1b20c2d7e9f5177a3c294d4462299",
+        )?);
+        assert_eq!(sk.verifying_key(), VerifyingKey::from_sec1_bytes(&public)?);
+        let r = "efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716";
+        let s = "f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8";
+        let published = hex32(&format!("{r}{s}"))?;
+        sk.verifying_key().verify_raw(b"sample", &published)?;
+        let ours = sk.sign_raw(b"sample")?.to_bytes();
+        assert_eq!(hex::encode(&ours[..32]), r);
+        // n − s, with n the P-256 group order.
+        assert_eq!(
+            hex::encode(&ours[32..]),
+            "0834e36ad29a83bf2bc9385e491d6099c8fdf9d1ed67aa7ea5f51f93782857a9"
+        );
+        sk.verifying_key().verify_raw(b"sample", &ours)?;
+        Ok(())
+    }
+
+    #[test]
+    fn keys_roundtrip_and_redact() -> Result<()> {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let sk = SigningKey::generate(&mut rng);
+        let back = SigningKey::from_bytes(sk.to_bytes().as_ref())?;
+        assert_eq!(back.verifying_key(), sk.verifying_key());
+        let vk = sk.verifying_key();
+        assert_eq!(VerifyingKey::from_sec1_bytes(&vk.to_sec1_bytes())?, vk);
+        let printed = format!("{sk:?}");
+        assert_eq!(printed, "SigningKey(<redacted>)");
+        let json = serde_json::to_string(&vk).map_err(|e| Error::Encoding(e.to_string()))?;
+        assert_eq!(
+            serde_json::from_str::<VerifyingKey>(&json)
+                .map_err(|e| Error::Encoding(e.to_string()))?,
+            vk
+        );
+        Ok(())
+    }
+}
