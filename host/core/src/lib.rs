@@ -8,6 +8,7 @@
 //! - [`party`]: custodian indices and sets of custodians;
 //! - [`shamir`]: Shamir secret sharing (Shamir 1979) with cached Lagrange coefficients and a
 //!   degree check;
+//! - [`prf`]: the keyed PRF (AES-128 under HKDF-derived keys) that expands to field elements;
 //! - [`prss`]: pseudo-random secret sharing and zero sharing (Cramer, Damgård, Ishai 2005),
 //!   exactly as DESIGN.md §3;
 //! - [`pairwise`]: pairwise keys from P-256 ECDH + HKDF-SHA256 (DESIGN.md §3);
@@ -29,6 +30,7 @@ pub mod field;
 pub mod fixed;
 pub mod pairwise;
 pub mod party;
+pub mod prf;
 pub mod prss;
 pub mod shamir;
 pub mod sign;

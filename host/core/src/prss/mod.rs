@@ -19,27 +19,21 @@
 //! ([`PrssContext`] plus the counter and element index of each call); a context must never
 //! be reused.
 //!
-//! The PRF: per session, each k_A is expanded by HKDF-SHA256 (info = committee ‖ session ‖
-//! A) to an AES-128 key; an element is AES_k(kind ‖ l ‖ attempt ‖ index ‖ counter) with the
-//! low 127 bits kept and the single value equal to p rejected (redrawn with the next
-//! attempt number), so elements are uniform without bias. AES uses the CPU's AES
-//! instructions when present.
+//! The PRF ([`crate::prf::FieldPrf`]): per session, each k_A is expanded by HKDF-SHA256
+//! (salt "qvm/prss/v1", info = committee ‖ session ‖ A) to an AES-128 key.
 
 pub mod setup;
 
 use core::fmt;
 
-use aes::Aes128;
-use aes::cipher::{BlockEncrypt, KeyInit};
-use hkdf::Hkdf;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::encoding::Digest;
 use crate::field::Fp;
 use crate::party::{MAX_PARTIES, PartyIndex, PartySet};
+use crate::prf::{FieldPrf, PrfInput};
 use crate::{Error, Result};
 
 /// The most subsets (C(N, t)) a committee may have: each is one PRF call per element for
@@ -260,7 +254,7 @@ pub struct PrssContext {
 }
 
 struct SubsetPrf {
-    cipher: Aes128,
+    prf: FieldPrf,
     /// f_A(i) for this custodian's i.
     weight: Fp,
 }
@@ -294,23 +288,17 @@ impl PrssSession {
             .keys
             .iter()
             .zip(&keyring.weights)
-            .map(|((subset, key), weight)| {
-                let hk = Hkdf::<Sha256>::new(Some(SESSION_SALT), &key.0);
-                let mut k = Zeroizing::new([0u8; 16]);
-                let subset_bytes = subset.bits().to_le_bytes();
-                // 16 bytes is far below HKDF-SHA256's output limit.
-                let _ = hk.expand_multi_info(
+            .map(|((subset, key), weight)| SubsetPrf {
+                prf: FieldPrf::derive(
+                    &key.0,
+                    SESSION_SALT,
                     &[
                         ctx.committee.as_bytes(),
                         ctx.session.as_bytes(),
-                        &subset_bytes,
+                        &subset.bits().to_le_bytes(),
                     ],
-                    k.as_mut(),
-                );
-                SubsetPrf {
-                    cipher: Aes128::new(k.as_ref().into()),
-                    weight: *weight,
-                }
+                ),
+                weight: *weight,
             })
             .collect();
         let powers = (1..=keyring.params.degree())
@@ -337,7 +325,7 @@ impl PrssSession {
     pub fn random(&self, counter: u64, index: u32) -> Fp {
         self.prfs
             .iter()
-            .map(|p| field_prf(&p.cipher, KIND_RANDOM, 0, counter, index) * p.weight)
+            .map(|p| p.prf.element(PrfInput::new(KIND_RANDOM, counter, index)) * p.weight)
             .sum()
     }
 
@@ -359,7 +347,7 @@ impl PrssSession {
             .iter()
             .map(|p| {
                 Fp::from_u128_reduced(
-                    prf_block(&p.cipher, KIND_BOUNDED, 0, 0, counter, index) & mask,
+                    p.prf.bits(PrfInput::new(KIND_BOUNDED, counter, index)) & mask,
                 ) * p.weight
             })
             .sum())
@@ -375,7 +363,12 @@ impl PrssSession {
                     .iter()
                     .enumerate()
                     .map(|(l, pow)| {
-                        field_prf(&p.cipher, KIND_ZERO, l as u8 + 1, counter, index) * *pow
+                        p.prf.element(PrfInput {
+                            kind: KIND_ZERO,
+                            l: l as u8 + 1,
+                            counter,
+                            index,
+                        }) * *pow
                     })
                     .sum();
                 inner * p.weight
@@ -387,33 +380,6 @@ impl PrssSession {
     pub fn double(&self, counter: u64, index: u32) -> (Fp, Fp) {
         let r = self.random(counter, index);
         (r, r + self.zero(counter, index))
-    }
-}
-
-/// One AES block of PRF output for (kind, l, attempt, counter, index), as a little-endian
-/// `u128`.
-fn prf_block(cipher: &Aes128, kind: u8, l: u8, attempt: u8, counter: u64, index: u32) -> u128 {
-    let mut block = [0u8; 16];
-    block[0] = kind;
-    block[1] = l;
-    block[2] = attempt;
-    block[4..8].copy_from_slice(&index.to_le_bytes());
-    block[8..16].copy_from_slice(&counter.to_le_bytes());
-    let mut b = block.into();
-    cipher.encrypt_block(&mut b);
-    u128::from_le_bytes(b.into())
-}
-
-/// A uniform field element from the PRF: 127 bits, rejecting the one value equal to p.
-fn field_prf(cipher: &Aes128, kind: u8, l: u8, counter: u64, index: u32) -> Fp {
-    let mut attempt = 0u8;
-    loop {
-        let v = prf_block(cipher, kind, l, attempt, counter, index);
-        if let Some(x) = Fp::from_127_bits(v.to_le_bytes()) {
-            return x;
-        }
-        // Probability 2^-127 per attempt; 256 failures in a row do not happen with AES.
-        attempt = attempt.wrapping_add(1);
     }
 }
 

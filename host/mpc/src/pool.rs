@@ -1,0 +1,407 @@
+//! Pools of offline material, their cursors, and grants (DESIGN.md §4).
+//!
+//! Every pooled item has a global index in its pool, the same at every custodian: batches
+//! are appended in order ([`Pool::add`]), and a custodian that missed a batch rebuilds its
+//! items from the public values ([`crate::offline::catch_up`]). An online session is granted
+//! index ranges ([`PoolGrant`], named in the ticket); [`Pool::take`] hands out exactly those
+//! items and raises the pool's high-water mark past them, refusing any grant that starts
+//! below it, so no item is ever used twice. Items skipped over (granted to sessions this
+//! custodian did not serve) are discarded. The coordinator hands out ranges from a
+//! [`PoolLedger`].
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use qvm_core::Fp;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::{Error, Result};
+
+/// Which pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PoolKind {
+    /// Beaver triples ([a], [b], [ab]).
+    Triples,
+    /// Random bits [b], b ∈ {0, 1}.
+    Bits,
+}
+
+impl fmt::Display for PoolKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PoolKind::Triples => "triples",
+            PoolKind::Bits => "bits",
+        })
+    }
+}
+
+/// One custodian's shares of a Beaver triple: [a], [b], [c] with c = ab.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Zeroize)]
+pub struct Triple {
+    /// Share of a.
+    pub a: Fp,
+    /// Share of b.
+    pub b: Fp,
+    /// Share of c = ab.
+    pub c: Fp,
+}
+
+impl fmt::Debug for Triple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Triple(<redacted>)")
+    }
+}
+
+/// A range of items in one pool: `start .. start + count`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    /// First item.
+    pub start: u64,
+    /// Number of items.
+    pub count: u64,
+}
+
+impl Range {
+    /// One past the last item.
+    pub fn end(&self) -> u64 {
+        self.start + self.count
+    }
+}
+
+/// The pooled items a session may use (named in its ticket).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolGrant {
+    /// Beaver triples.
+    pub triples: Range,
+    /// Random bits.
+    pub bits: Range,
+}
+
+/// The material a session took from the pool: exactly its grant.
+#[derive(Default, Zeroize, ZeroizeOnDrop)]
+pub struct Material {
+    pub(crate) triples: Vec<Triple>,
+    pub(crate) bits: Vec<Fp>,
+}
+
+impl fmt::Debug for Material {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Material({} triples, {} bits, <redacted>)",
+            self.triples.len(),
+            self.bits.len()
+        )
+    }
+}
+
+impl Material {
+    /// Material handed over directly (for a custodian restoring a session, or tests).
+    pub fn new(triples: Vec<Triple>, bits: Vec<Fp>) -> Material {
+        Material { triples, bits }
+    }
+}
+
+/// A sequence of items with a global index and a high-water mark.
+#[derive(Default)]
+struct Store<T: Zeroize + Copy + Default> {
+    /// Global index of `items[0]`.
+    base: u64,
+    items: VecDeque<T>,
+    /// Items below this index were used or skipped.
+    high_water: u64,
+}
+
+impl<T: Zeroize + Copy + Default> Drop for Store<T> {
+    fn drop(&mut self) {
+        self.items.iter_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+impl<T: Zeroize + Copy + Default> Store<T> {
+    fn end(&self) -> u64 {
+        self.base + self.items.len() as u64
+    }
+
+    fn add(&mut self, start: u64, items: Vec<T>) -> Result<()> {
+        if start != self.end() {
+            return Err(Error::BadBatch("batch does not start where the pool ends"));
+        }
+        self.items.extend(items);
+        Ok(())
+    }
+
+    fn take(&mut self, kind: PoolKind, range: Range) -> Result<Vec<T>> {
+        if range.count == 0 {
+            return Ok(Vec::new());
+        }
+        if range.start < self.high_water {
+            return Err(Error::PoolReuse {
+                pool: kind,
+                start: range.start,
+                high_water: self.high_water,
+            });
+        }
+        if range.end() > self.end() {
+            return Err(Error::PoolDry {
+                pool: kind,
+                needed: range.count,
+                available: self.end().saturating_sub(range.start.max(self.base)),
+            });
+        }
+        // Discard everything below the range (used or skipped), then hand out the range.
+        while self.base < range.start {
+            if let Some(mut x) = self.items.pop_front() {
+                x.zeroize();
+            }
+            self.base += 1;
+        }
+        let out: Vec<T> = self.items.drain(..range.count as usize).collect();
+        self.base += range.count;
+        self.high_water = range.end();
+        Ok(out)
+    }
+}
+
+/// One custodian's pools.
+#[derive(Default)]
+pub struct Pool {
+    triples: Store<Triple>,
+    bits: Store<Fp>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("triples", &(self.triples.base..self.triples.end()))
+            .field("bits", &(self.bits.base..self.bits.end()))
+            .finish()
+    }
+}
+
+/// Material produced by an offline batch.
+pub enum Produced {
+    /// Beaver triples.
+    Triples(Vec<Triple>),
+    /// Random bits.
+    Bits(Vec<Fp>),
+}
+
+impl fmt::Debug for Produced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Produced::Triples(t) => write!(f, "Produced::Triples({})", t.len()),
+            Produced::Bits(b) => write!(f, "Produced::Bits({})", b.len()),
+        }
+    }
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new() -> Pool {
+        Pool::default()
+    }
+
+    /// Appends a batch whose first item has global index `start`; batches must arrive in
+    /// order.
+    pub fn add(&mut self, start: u64, produced: Produced) -> Result<()> {
+        match produced {
+            Produced::Triples(t) => self.triples.add(start, t),
+            Produced::Bits(b) => self.bits.add(start, b),
+        }
+    }
+
+    /// One past the last item of a pool.
+    pub fn end(&self, kind: PoolKind) -> u64 {
+        match kind {
+            PoolKind::Triples => self.triples.end(),
+            PoolKind::Bits => self.bits.end(),
+        }
+    }
+
+    /// The high-water mark of a pool: items below it can never be handed out again.
+    pub fn high_water(&self, kind: PoolKind) -> u64 {
+        match kind {
+            PoolKind::Triples => self.triples.high_water,
+            PoolKind::Bits => self.bits.high_water,
+        }
+    }
+
+    /// Hands out exactly the granted items, refusing reuse and reporting a dry pool.
+    /// Nothing changes if either pool refuses.
+    pub fn take(&mut self, grant: &PoolGrant) -> Result<Material> {
+        self.check(PoolKind::Triples, grant.triples)?;
+        self.check(PoolKind::Bits, grant.bits)?;
+        Ok(Material {
+            triples: self.triples.take(PoolKind::Triples, grant.triples)?,
+            bits: self.bits.take(PoolKind::Bits, grant.bits)?,
+        })
+    }
+
+    fn check(&self, kind: PoolKind, range: Range) -> Result<()> {
+        if range.count == 0 {
+            return Ok(());
+        }
+        let (high_water, end) = (self.high_water(kind), self.end(kind));
+        if range.start < high_water {
+            return Err(Error::PoolReuse {
+                pool: kind,
+                start: range.start,
+                high_water,
+            });
+        }
+        if range.end() > end {
+            return Err(Error::PoolDry {
+                pool: kind,
+                needed: range.count,
+                available: end.saturating_sub(range.start),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The coordinator's view of the pools: how much was produced and how much handed out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolLedger {
+    produced: [u64; 2],
+    allocated: [u64; 2],
+}
+
+fn slot(kind: PoolKind) -> usize {
+    match kind {
+        PoolKind::Triples => 0,
+        PoolKind::Bits => 1,
+    }
+}
+
+impl PoolLedger {
+    /// An empty ledger.
+    pub fn new() -> PoolLedger {
+        PoolLedger::default()
+    }
+
+    /// Global index at which the next batch of `kind` starts.
+    pub fn next_batch_start(&self, kind: PoolKind) -> u64 {
+        self.produced[slot(kind)]
+    }
+
+    /// Records a finished batch of `count` items.
+    pub fn record(&mut self, kind: PoolKind, count: u64) {
+        self.produced[slot(kind)] += count;
+    }
+
+    /// Items produced and not yet handed out.
+    pub fn available(&self, kind: PoolKind) -> u64 {
+        self.produced[slot(kind)] - self.allocated[slot(kind)]
+    }
+
+    /// Grants the next `triples` triples and `bits` bits, or says which pool is dry.
+    pub fn allocate(&mut self, triples: u64, bits: u64) -> Result<PoolGrant> {
+        for (kind, needed) in [(PoolKind::Triples, triples), (PoolKind::Bits, bits)] {
+            if self.available(kind) < needed {
+                return Err(Error::PoolDry {
+                    pool: kind,
+                    needed,
+                    available: self.available(kind),
+                });
+            }
+        }
+        let grant = PoolGrant {
+            triples: Range {
+                start: self.allocated[0],
+                count: triples,
+            },
+            bits: Range {
+                start: self.allocated[1],
+                count: bits,
+            },
+        };
+        self.allocated[0] += triples;
+        self.allocated[1] += bits;
+        Ok(grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bits(n: usize) -> Produced {
+        Produced::Bits((0..n as u64).map(Fp::from).collect())
+    }
+
+    #[test]
+    fn grants_are_used_once() -> Result<()> {
+        let mut pool = Pool::new();
+        pool.add(0, bits(10))?;
+        assert!(matches!(pool.add(5, bits(1)), Err(Error::BadBatch(_))));
+        let g = |start, count| PoolGrant {
+            bits: Range { start, count },
+            ..PoolGrant::default()
+        };
+        let m = pool.take(&g(2, 3))?;
+        assert_eq!(m.bits, vec![Fp::from(2u64), Fp::from(3u64), Fp::from(4u64)]);
+        assert_eq!(pool.high_water(PoolKind::Bits), 5);
+        assert_eq!(
+            pool.take(&g(4, 1)).err(),
+            Some(Error::PoolReuse {
+                pool: PoolKind::Bits,
+                start: 4,
+                high_water: 5
+            })
+        );
+        assert_eq!(
+            pool.take(&g(8, 5)).err(),
+            Some(Error::PoolDry {
+                pool: PoolKind::Bits,
+                needed: 5,
+                available: 2
+            })
+        );
+        // A refused grant changes nothing.
+        assert_eq!(pool.take(&g(5, 5))?.bits.len(), 5);
+        let triples = PoolGrant {
+            triples: Range { start: 0, count: 1 },
+            ..PoolGrant::default()
+        };
+        assert!(matches!(
+            pool.take(&triples),
+            Err(Error::PoolDry {
+                pool: PoolKind::Triples,
+                ..
+            })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn ledger_allocates_in_order_and_reports_dry() -> Result<()> {
+        let mut ledger = PoolLedger::new();
+        assert!(matches!(
+            ledger.allocate(1, 0),
+            Err(Error::PoolDry {
+                pool: PoolKind::Triples,
+                ..
+            })
+        ));
+        ledger.record(PoolKind::Triples, 10);
+        ledger.record(PoolKind::Bits, 4);
+        let a = ledger.allocate(6, 4)?;
+        let b = ledger.allocate(4, 0)?;
+        assert_eq!(
+            (a.triples.start, b.triples.start, b.triples.count),
+            (0, 6, 4)
+        );
+        assert!(matches!(
+            ledger.allocate(0, 1),
+            Err(Error::PoolDry {
+                pool: PoolKind::Bits,
+                needed: 1,
+                available: 0
+            })
+        ));
+        Ok(())
+    }
+}
