@@ -29,11 +29,7 @@ fn quorum(k: usize) -> PartySet {
 /// Ensures the pools hold what `op` needs, then opens a session granted exactly that.
 fn prepare(sim: &mut Simulation, k: usize, op: &Op) -> OnlineSession {
     let cost = op.cost();
-    let ledger = sim.ledger();
-    let (t_have, b_have) = (
-        ledger.available(PoolKind::Triples),
-        ledger.available(PoolKind::Bits),
-    );
+    let t_have = sim.ledger().available(PoolKind::Triples);
     if t_have < cost.triples {
         sim.offline(PoolKind::Triples, (cost.triples - t_have) as u32)
             .expect("offline");
@@ -145,9 +141,10 @@ fn offline(c: &mut Criterion) {
         let (stats, king) = sim.offline_stats();
         for (kind, c) in &stats.by_op {
             println!(
-                "{k}-of-{n} offline {kind:?}: per item per custodian sent {:.0} B, received {:.0} B; king rounds {}",
+                "{k}-of-{n} offline {kind:?}: per item per custodian sent {:.0} B, received {:.0} B; rounds per batch {:.0} (king: {} rounds in all)",
                 c.bytes_sent() as f64 / c.elements as f64,
                 c.bytes_received() as f64 / c.elements as f64,
+                c.rounds as f64 / c.ops as f64,
                 king.rounds
             );
         }

@@ -132,23 +132,11 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         Ok(())
     }
 
-    fn take(&mut self, kind: PoolKind, range: Range) -> Result<Vec<T>> {
+    /// Hands out `range`, which [`Pool::check`] has vetted: discards everything below it
+    /// (used or skipped) and raises the high-water mark past it.
+    fn take(&mut self, range: Range) -> Vec<T> {
         if range.count == 0 {
-            return Ok(Vec::new());
-        }
-        if range.start < self.high_water {
-            return Err(Error::PoolReuse {
-                pool: kind,
-                start: range.start,
-                high_water: self.high_water,
-            });
-        }
-        if range.end() > self.end() {
-            return Err(Error::PoolDry {
-                pool: kind,
-                needed: range.count,
-                available: self.end().saturating_sub(range.start.max(self.base)),
-            });
+            return Vec::new();
         }
         // Discard everything below the range (used or skipped), then hand out the range.
         while self.base < range.start {
@@ -160,7 +148,7 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         let out: Vec<T> = self.items.drain(..range.count as usize).collect();
         self.base += range.count;
         self.high_water = range.end();
-        Ok(out)
+        out
     }
 }
 
@@ -234,8 +222,8 @@ impl Pool {
         self.check(PoolKind::Triples, grant.triples)?;
         self.check(PoolKind::Bits, grant.bits)?;
         Ok(Material {
-            triples: self.triples.take(PoolKind::Triples, grant.triples)?,
-            bits: self.bits.take(PoolKind::Bits, grant.bits)?,
+            triples: self.triples.take(grant.triples),
+            bits: self.bits.take(grant.bits),
         })
     }
 

@@ -184,13 +184,12 @@ impl Simulation {
             let i = p.get() as usize - 1;
             let (_, produced, stats) = batch.finish(&opened)?;
             for (kind, c) in stats.by_op {
-                let e = self.offline_stats.entry(kind);
-                *e = add(*e, c);
+                self.offline_stats.entry(kind).merge(&c);
             }
             self.pools[i].add(spec.start, produced)?;
             self.applied[i] = self.records.len() + 1;
         }
-        self.king_offline = add(self.king_offline, king.counters());
+        self.king_offline.merge(&king.counters());
         self.ledger.record(kind, record.yield_count());
         self.records.push(record.clone());
         Ok(record)
@@ -250,19 +249,18 @@ impl Simulation {
             custodians,
             faults: Vec::new(),
             rejected: Vec::new(),
+            transcript: Transcript::default(),
         })
     }
 }
 
-fn add(mut a: Counters, b: Counters) -> Counters {
-    a.ops += b.ops;
-    a.elements += b.elements;
-    a.rounds += b.rounds;
-    a.sent += b.sent;
-    a.received += b.received;
-    a.triples += b.triples;
-    a.bits += b.bits;
-    a
+/// Every message of a session as it was delivered: what the king and the custodians saw.
+#[derive(Debug, Default, Clone)]
+pub struct Transcript {
+    /// Custodians' share messages, as the king received them.
+    pub shares: Vec<ShareMsg>,
+    /// The king's opened values, as every custodian received them.
+    pub opened: Vec<OpenedMsg>,
 }
 
 /// One online session: the custodians of Q and the king.
@@ -274,6 +272,8 @@ pub struct OnlineSession {
     faults: Vec<FaultRule>,
     /// Messages the king or a custodian refused, with why.
     pub rejected: Vec<Error>,
+    /// Everything delivered.
+    pub transcript: Transcript,
 }
 
 impl OnlineSession {
@@ -290,6 +290,16 @@ impl OnlineSession {
     /// One custodian's session (for its counters).
     pub fn custodian(&self, p: PartyIndex) -> Option<&CustodianSession> {
         self.custodians.get(&p)
+    }
+
+    /// One custodian's session, to drive it by hand.
+    pub fn custodian_mut(&mut self, p: PartyIndex) -> Option<&mut CustodianSession> {
+        self.custodians.get_mut(&p)
+    }
+
+    /// The king, to drive it by hand.
+    pub fn king_mut(&mut self) -> &mut KingSession {
+        &mut self.king
     }
 
     /// The king's counters.
@@ -373,6 +383,7 @@ impl OnlineSession {
         queue.extend(delayed);
         let mut opened = None;
         for m in queue {
+            self.transcript.shares.push(m.clone());
             match self.king.receive(m) {
                 Ok(Some(o)) => opened = Some(o),
                 Ok(None) => {}
@@ -384,7 +395,9 @@ impl OnlineSession {
                 Err(e) => self.rejected.push(e),
             }
         }
-        opened.ok_or_else(|| self.king.expire())
+        let opened = opened.ok_or_else(|| self.king.expire())?;
+        self.transcript.opened.push(opened.clone());
+        Ok(opened)
     }
 
     /// Delivers outputs: each custodian masks its shares, the collector reconstructs.

@@ -60,7 +60,8 @@ impl Counters {
         self.received * FIELD_BYTES
     }
 
-    fn add(&mut self, o: &Counters) {
+    /// Adds another set of counters to these.
+    pub fn merge(&mut self, o: &Counters) {
         self.ops += o.ops;
         self.elements += o.elements;
         self.rounds += o.rounds;
@@ -92,7 +93,7 @@ impl Stats {
     /// The sum over all kinds.
     pub fn total(&self) -> Counters {
         let mut t = Counters::default();
-        self.by_op.values().for_each(|c| t.add(c));
+        self.by_op.values().for_each(|c| t.merge(c));
         t
     }
 }

@@ -431,7 +431,7 @@ impl CustodianSession {
                 got: msg.session,
             });
         }
-        if msg.round + 1 != self.round {
+        if msg.round.checked_add(1) != Some(self.round) {
             return Err(Error::WrongRound {
                 expected: self.round.saturating_sub(1),
                 got: msg.round,
