@@ -307,29 +307,16 @@ impl Product for Fp {
     }
 }
 
-impl From<u64> for Fp {
-    fn from(v: u64) -> Fp {
-        Fp(v as u128)
-    }
+macro_rules! from_unsigned {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Fp {
+            fn from(v: $t) -> Fp {
+                Fp(v as u128)
+            }
+        }
+    )*};
 }
-
-impl From<u32> for Fp {
-    fn from(v: u32) -> Fp {
-        Fp(v as u128)
-    }
-}
-
-impl From<u8> for Fp {
-    fn from(v: u8) -> Fp {
-        Fp(v as u128)
-    }
-}
-
-impl From<bool> for Fp {
-    fn from(v: bool) -> Fp {
-        Fp(v as u128)
-    }
-}
+from_unsigned!(u8, u32, u64, bool);
 
 impl From<i64> for Fp {
     fn from(v: i64) -> Fp {

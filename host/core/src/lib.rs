@@ -30,6 +30,7 @@ pub mod field;
 pub mod fixed;
 pub mod pairwise;
 pub mod party;
+mod point;
 pub mod prf;
 pub mod prss;
 pub mod shamir;

@@ -16,14 +16,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::encoding::{Digest, bytes_serde};
+use crate::encoding::Digest;
+pub use crate::point::PUBLIC_KEY_BYTES;
+use crate::point::{self, CompressedPoint, compressed_bytes};
 use crate::{Error, Result};
 
 /// HKDF info prefix of pairwise keys.
 const PAIR_INFO: &[u8] = b"qvm/pair/v1";
-
-/// Length of a compressed SEC1 point.
-pub const PUBLIC_KEY_BYTES: usize = 33;
 
 /// A P-256 private key used only for key agreement (pairwise keys, opening ECIES).
 #[derive(Clone)]
@@ -82,10 +81,7 @@ impl KeyAgreementPublic {
 
     /// The compressed SEC1 encoding.
     pub fn to_sec1_bytes(&self) -> [u8; PUBLIC_KEY_BYTES] {
-        let point = self.0.to_encoded_point(true);
-        let mut out = [0u8; PUBLIC_KEY_BYTES];
-        out.copy_from_slice(point.as_bytes());
-        out
+        compressed_bytes(&self.0.to_encoded_point(true))
     }
 }
 
@@ -99,28 +95,27 @@ impl fmt::Debug for KeyAgreementPublic {
     }
 }
 
+impl CompressedPoint for KeyAgreementPublic {
+    const WHAT: &'static str = "key-agreement public key";
+
+    fn parse(bytes: &[u8]) -> Result<Self> {
+        KeyAgreementPublic::from_sec1_bytes(bytes)
+    }
+
+    fn compressed(&self) -> [u8; PUBLIC_KEY_BYTES] {
+        self.to_sec1_bytes()
+    }
+}
+
 impl Serialize for KeyAgreementPublic {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-        bytes_serde::serialize(&self.to_sec1_bytes(), s)
+        point::serialize(self, s)
     }
 }
 
 impl<'de> Deserialize<'de> for KeyAgreementPublic {
     fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
-        let bytes = bytes_serde::deserialize(d)?;
-        if bytes.len() != PUBLIC_KEY_BYTES {
-            return Err(serde::de::Error::custom(
-                "a key-agreement public key is a 33-byte compressed point",
-            ));
-        }
-        let key = KeyAgreementPublic::from_sec1_bytes(&bytes).map_err(serde::de::Error::custom)?;
-        // Exactly one encoding per key: the compressed form (SEC1 also has a "compact" tag).
-        if key.to_sec1_bytes()[..] != bytes[..] {
-            return Err(serde::de::Error::custom(
-                "public key is not in compressed SEC1 form",
-            ));
-        }
-        Ok(key)
+        point::deserialize(d)
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::encoding::{Domain, bytes_serde, signing_bytes};
-use crate::pairwise::PUBLIC_KEY_BYTES;
+use crate::point::{self, CompressedPoint, PUBLIC_KEY_BYTES, compressed_bytes};
 use crate::{Error, Result};
 
 /// Bytes in an encoded signature.
@@ -86,10 +86,7 @@ impl VerifyingKey {
 
     /// The compressed SEC1 encoding.
     pub fn to_sec1_bytes(&self) -> [u8; PUBLIC_KEY_BYTES] {
-        let point = self.0.to_encoded_point(true);
-        let mut out = [0u8; PUBLIC_KEY_BYTES];
-        out.copy_from_slice(point.as_bytes());
-        out
+        compressed_bytes(&self.0.to_encoded_point(true))
     }
 
     /// Verifies `signature` over `value` under `domain`.
@@ -118,28 +115,27 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
+impl CompressedPoint for VerifyingKey {
+    const WHAT: &'static str = "verifying key";
+
+    fn parse(bytes: &[u8]) -> Result<Self> {
+        VerifyingKey::from_sec1_bytes(bytes)
+    }
+
+    fn compressed(&self) -> [u8; PUBLIC_KEY_BYTES] {
+        self.to_sec1_bytes()
+    }
+}
+
 impl Serialize for VerifyingKey {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-        bytes_serde::serialize(&self.to_sec1_bytes(), s)
+        point::serialize(self, s)
     }
 }
 
 impl<'de> Deserialize<'de> for VerifyingKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
-        let bytes = bytes_serde::deserialize(d)?;
-        if bytes.len() != PUBLIC_KEY_BYTES {
-            return Err(serde::de::Error::custom(
-                "a verifying key is a 33-byte compressed point",
-            ));
-        }
-        let key = VerifyingKey::from_sec1_bytes(&bytes).map_err(serde::de::Error::custom)?;
-        // Exactly one encoding per key: the compressed form (SEC1 also has a "compact" tag).
-        if key.to_sec1_bytes()[..] != bytes[..] {
-            return Err(serde::de::Error::custom(
-                "verifying key is not in compressed SEC1 form",
-            ));
-        }
-        Ok(key)
+        point::deserialize(d)
     }
 }
 

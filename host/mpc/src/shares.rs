@@ -21,7 +21,8 @@ impl fmt::Debug for SharedVec {
     }
 }
 
-fn same_len(a: &[Fp], b: &[Fp]) -> Result<()> {
+/// Checks two operands have the same length.
+pub(crate) fn same_len<T>(a: &[T], b: &[T]) -> Result<()> {
     if a.len() == b.len() {
         Ok(())
     } else {

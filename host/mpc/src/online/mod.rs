@@ -33,7 +33,7 @@ use crate::committee::Committee;
 use crate::msgs::{OpenedMsg, OutputMsg, ShareMsg};
 use crate::output;
 use crate::pool::{Material, PoolKind, Triple};
-use crate::shares::SharedVec;
+use crate::shares::{SharedVec, same_len};
 use crate::stats::{OpKind, Stats};
 use crate::{Error, KAPPA, MAX_K, Result};
 
@@ -167,17 +167,7 @@ impl Op {
 
     /// Checks bounds and operand lengths.
     pub fn validate(&self) -> Result<()> {
-        let same = |a: &SharedVec, b: &SharedVec| {
-            if a.len() == b.len() {
-                Ok(())
-            } else {
-                Err(Error::OpParams(format!(
-                    "operand lengths differ: {} and {}",
-                    a.len(),
-                    b.len()
-                )))
-            }
-        };
+        let same = |a: &SharedVec, b: &SharedVec| same_len(a.as_slice(), b.as_slice());
         match self {
             Op::Mul { x, y } => same(x, y),
             Op::Select { c, x, y } => same(c, x).and(same(x, y)),
@@ -262,27 +252,16 @@ pub(crate) struct Resources<'a> {
 
 impl Resources<'_> {
     fn take_triples(&mut self, n: usize) -> Result<Vec<Triple>> {
-        let slice = self
-            .material
-            .triples
-            .get(*self.triple_pos..*self.triple_pos + n)
-            .ok_or(Error::GrantExhausted {
-                pool: PoolKind::Triples,
-            })?;
-        *self.triple_pos += n;
-        Ok(slice.to_vec())
+        take(
+            &self.material.triples,
+            self.triple_pos,
+            n,
+            PoolKind::Triples,
+        )
     }
 
     fn take_bits(&mut self, n: usize) -> Result<Vec<Fp>> {
-        let slice = self
-            .material
-            .bits
-            .get(*self.bit_pos..*self.bit_pos + n)
-            .ok_or(Error::GrantExhausted {
-                pool: PoolKind::Bits,
-            })?;
-        *self.bit_pos += n;
-        Ok(slice.to_vec())
+        take(&self.material.bits, self.bit_pos, n, PoolKind::Bits)
     }
 
     /// A bounded PRSS integer in [0, C(N,t)·2^bits) per element, under a fresh op counter.
@@ -293,6 +272,15 @@ impl Resources<'_> {
             .map(|i| self.prss.bounded(counter, i, bits).map_err(Error::from))
             .collect()
     }
+}
+
+/// The next `n` items from a cursor into granted material.
+fn take<T: Copy>(items: &[T], pos: &mut usize, n: usize, pool: PoolKind) -> Result<Vec<T>> {
+    let slice = items
+        .get(*pos..*pos + n)
+        .ok_or(Error::GrantExhausted { pool })?;
+    *pos += n;
+    Ok(slice.to_vec())
 }
 
 struct Running {
