@@ -292,6 +292,17 @@ impl OnlineSession {
         self.custodians.get(&p)
     }
 
+    /// The parts, for a caller that moves the messages itself (over channels, say).
+    pub fn into_parts(
+        self,
+    ) -> (
+        SessionConfig,
+        BTreeMap<PartyIndex, CustodianSession>,
+        KingSession,
+    ) {
+        (self.config, self.custodians, self.king)
+    }
+
     /// One custodian's session, to drive it by hand.
     pub fn custodian_mut(&mut self, p: PartyIndex) -> Option<&mut CustodianSession> {
         self.custodians.get_mut(&p)

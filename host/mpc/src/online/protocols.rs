@@ -35,7 +35,7 @@ pub(crate) enum Next {
 }
 
 /// An online protocol in progress.
-pub(crate) trait Protocol {
+pub(crate) trait Protocol: Send {
     /// Advances with the values opened for it last round (`None` on the first call).
     fn advance(&mut self, opened: Option<&[Fp]>, res: &mut Resources) -> Result<Next>;
 }

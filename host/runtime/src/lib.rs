@@ -1,0 +1,383 @@
+//! QuorumVM's component host (DESIGN.md §5).
+//!
+//! Runs program components — built by the DSL compiler or any component toolchain against
+//! `wit/program.wit` — on wasmtime, on one custodian's shares (or, for tests and the owner's
+//! what-if runs, on plain values). The guest never sees a share: it holds handles into a
+//! host resource table and every share operation is a host call; interactive ops await
+//! network rounds while the guest is suspended (async host functions on tokio).
+//!
+//! What a hostile component can do is bounded:
+//!
+//! - **no WASI, no other imports**: a component importing anything but the
+//!   `quorumvm:program` interfaces is refused at load, with the import named;
+//! - **fuel** (deterministic instruction budget) and an **epoch deadline** (wall clock,
+//!   including time spent waiting for rounds);
+//! - **memory, table and instance limits** (a pooling allocator sized explicitly, and a
+//!   store limiter), and limits on the vectors the host holds for the guest;
+//! - **determinism**: NaN canonicalization on, relaxed SIMD off and threads not compiled in
+//!   (wasmtime's `threads` feature is not enabled), so every
+//!   custodian computes the same public values.
+//!
+//! A failure ends that instance only; the [`Runtime`] goes on serving others. Compiled
+//! components are cached on disk by wasmtime's cache, keyed by the component bytes and the
+//! engine's compilation settings.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+pub mod backend;
+mod bindings;
+mod error;
+mod host;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use qvm_mpc::SharedVec;
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    ResourceLimiter, Store, Trap,
+};
+
+pub use backend::{Backend, BoxFuture, MpcBackend, PlaintextBackend, Transport};
+pub use bindings::{Field, Value};
+pub use error::{BackendError, RuntimeError};
+use host::{HostState, Tripped};
+
+/// The interfaces a component may import: the world's own.
+pub const ALLOWED_IMPORTS: [&str; 2] = [
+    "quorumvm:program/shares@0.1.0",
+    "quorumvm:program/types@0.1.0",
+];
+
+/// Resource limits of every instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per run (roughly, wasm instructions).
+    pub fuel: u64,
+    /// Wall-clock budget per run.
+    pub deadline: Duration,
+    /// Linear memory per instance, bytes.
+    pub memory_bytes: usize,
+    /// Table elements per table.
+    pub table_elements: usize,
+    /// Concurrent instances the pooling allocator holds.
+    pub instances: u32,
+    /// Elements of one shared vector.
+    pub max_vector_len: usize,
+    /// Elements across all vectors the host holds for one instance.
+    pub max_live_elements: usize,
+    /// Outputs one run may return.
+    pub max_outputs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            fuel: 1_000_000_000,
+            deadline: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+            table_elements: 10_000,
+            instances: 64,
+            max_vector_len: 1 << 20,
+            max_live_elements: 1 << 24,
+            max_outputs: 1024,
+        }
+    }
+}
+
+/// How often the epoch ticks: the deadline's resolution.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine settings.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Instance limits.
+    pub limits: Limits,
+    /// Where to cache compiled components (none: compile every load).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A loaded program: compiled, checked against the world, pre-linked.
+#[derive(Clone)]
+pub struct Program {
+    component: Component,
+}
+
+impl core::fmt::Debug for Program {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Program").finish_non_exhaustive()
+    }
+}
+
+/// The result of a run: named output vectors (the backend's shares or plain values).
+pub type Outputs = Vec<(String, SharedVec)>;
+
+/// Ticks the engine's epoch until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The component host for programs whose share operations run on backend `B`.
+pub struct Runtime<B: Backend + 'static> {
+    engine: Engine,
+    linker: Linker<StoreData<B>>,
+    limits: Limits,
+    _ticker: Ticker,
+}
+
+impl<B: Backend + 'static> core::fmt::Debug for Runtime<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn setup(e: impl core::fmt::Display) -> RuntimeError {
+    RuntimeError::Setup(e.to_string())
+}
+
+/// The engine configuration: components, async, fuel and epochs, determinism, pooling.
+fn engine_config(config: &RuntimeConfig) -> Result<Config, RuntimeError> {
+    let limits = config.limits;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(limits.instances)
+        .total_core_instances(limits.instances * 4)
+        .total_memories(limits.instances * 2)
+        .total_tables(limits.instances * 2)
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(limits.table_elements)
+        .max_core_instances_per_component(16)
+        .max_memories_per_component(2)
+        .max_tables_per_component(4)
+        .total_stacks(limits.instances);
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_nan_canonicalization(true)
+        .wasm_relaxed_simd(false)
+        .max_wasm_stack(512 << 10)
+        .async_stack_size(2 << 20)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(dir) = &config.cache_dir {
+        let mut cache = CacheConfig::new();
+        cache.with_directory(dir);
+        c.cache(Some(Cache::new(cache).map_err(setup)?));
+    }
+    Ok(c)
+}
+
+impl<B: Backend + 'static> Runtime<B> {
+    /// An engine with these limits (and a thread that ticks its epoch).
+    pub fn new(config: RuntimeConfig) -> Result<Runtime<B>, RuntimeError> {
+        let engine = Engine::new(&engine_config(&config)?).map_err(setup)?;
+        let mut linker = Linker::new(&engine);
+        bindings::Program::add_to_linker::<_, wasmtime::component::HasSelf<HostState<B>>>(
+            &mut linker,
+            |s: &mut StoreData<B>| &mut s.host,
+        )
+        .map_err(setup)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e, s) = (engine.clone(), Arc::clone(&stop));
+        let handle = std::thread::Builder::new()
+            .name("qvm-epoch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    e.increment_epoch();
+                }
+            })
+            .map_err(setup)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            limits: config.limits,
+            _ticker: Ticker {
+                stop,
+                handle: Some(handle),
+            },
+        })
+    }
+
+    /// Compiles (or loads from the cache) a component and checks it against the world:
+    /// only the world's imports, and a `run` export of the right type.
+    pub fn load(&self, bytes: &[u8]) -> Result<Program, RuntimeError> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+        for (name, item) in component.component_type().imports(&self.engine) {
+            let allowed = ALLOWED_IMPORTS.contains(&name)
+                && matches!(item.ty, ComponentItem::ComponentInstance(_));
+            if !allowed {
+                return Err(RuntimeError::ForbiddenImport(name.to_string()));
+            }
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::WorldMismatch(format!("{e:#}")))?;
+        bindings::ProgramPre::new(pre)
+            .map_err(|e| RuntimeError::WorldMismatch(format!("{e:#}")))?;
+        Ok(Program { component })
+    }
+
+    /// Runs `program` on one input with `backend`; returns the named outputs and the
+    /// backend (whose session produces the masked output shares).
+    pub async fn run(
+        &self,
+        program: &Program,
+        backend: B,
+        input: Vec<bindings::Field>,
+    ) -> (Result<Outputs, RuntimeError>, B) {
+        let mut store = Store::new(&self.engine, StoreData::new(backend, self.limits));
+        let result = self.run_in(&mut store, program, input).await;
+        let result = result.map_err(|e| classify(e, store.data(), self.limits));
+        (result.and_then(|r| r), store.into_data().host.backend)
+    }
+
+    async fn run_in(
+        &self,
+        store: &mut Store<StoreData<B>>,
+        program: &Program,
+        input: Vec<bindings::Field>,
+    ) -> wasmtime::Result<Result<Outputs, RuntimeError>> {
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(self.limits.fuel)?;
+        let ticks = (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let pre = bindings::ProgramPre::new(self.linker.instantiate_pre(&program.component)?)?;
+        let instance = pre.instantiate_async(&mut *store).await?;
+        let outputs = match instance.call_run(&mut *store, &input).await? {
+            Ok(outputs) => outputs,
+            Err(e) => return Ok(Err(RuntimeError::Program(program_error(e)))),
+        };
+        Ok(self.collect(store, outputs))
+    }
+
+    /// Takes the output vectors out of the table, checking names and sizes.
+    fn collect(
+        &self,
+        store: &mut Store<StoreData<B>>,
+        outputs: Vec<bindings::Output>,
+    ) -> Result<Outputs, RuntimeError> {
+        if outputs.len() > self.limits.max_outputs {
+            return Err(RuntimeError::OutputTooLarge(format!(
+                "{} outputs, at most {}",
+                outputs.len(),
+                self.limits.max_outputs
+            )));
+        }
+        let mut out: Outputs = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            if out.iter().any(|(n, _)| *n == o.name) {
+                return Err(RuntimeError::DuplicateOutput(o.name));
+            }
+            let v = store
+                .data_mut()
+                .host
+                .take_output(o.value)
+                .map_err(|e| RuntimeError::Trap(format!("{e:#}")))?;
+            out.push((o.name, v));
+        }
+        Ok(out)
+    }
+}
+
+fn program_error(e: bindings::ProgramError) -> String {
+    match e {
+        bindings::ProgramError::InvalidInput(m) => format!("invalid input: {m}"),
+        bindings::ProgramError::Share(s) => format!("share operation failed: {s:?}"),
+    }
+}
+
+/// Turns a trap into the runtime error that says what happened.
+fn classify<B: Backend>(e: wasmtime::Error, data: &StoreData<B>, limits: Limits) -> RuntimeError {
+    let tripped = if data.limiter.tripped {
+        Some(Tripped::Memory)
+    } else {
+        data.host.tripped
+    };
+    match (e.downcast_ref::<Trap>(), tripped) {
+        (Some(Trap::OutOfFuel), _) => RuntimeError::OutOfFuel(limits.fuel),
+        (Some(Trap::Interrupt), _) => RuntimeError::Deadline,
+        (_, Some(Tripped::Memory)) => RuntimeError::MemoryLimit(limits.memory_bytes),
+        (_, Some(Tripped::HostElements)) => {
+            RuntimeError::MemoryLimit(limits.max_live_elements * qvm_core::field::BYTES)
+        }
+        _ => RuntimeError::Trap(format!("{e:#}")),
+    }
+}
+
+/// A store's data: the host state and the memory limiter.
+struct StoreData<B: Backend> {
+    host: HostState<B>,
+    limiter: Limiter,
+}
+
+impl<B: Backend> StoreData<B> {
+    fn new(backend: B, limits: Limits) -> StoreData<B> {
+        StoreData {
+            host: HostState::new(backend, limits),
+            limiter: Limiter {
+                limits,
+                tripped: false,
+            },
+        }
+    }
+}
+
+/// Denies growth past the limits, trapping (a bomb ends the instance at once).
+struct Limiter {
+    limits: Limits,
+    tripped: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limits.memory_bytes {
+            self.tripped = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes",
+                self.limits.memory_bytes
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limits.table_elements {
+            self.tripped = true;
+            return Err(wasmtime::Error::msg(format!(
+                "table limit of {} elements",
+                self.limits.table_elements
+            )));
+        }
+        Ok(true)
+    }
+}
