@@ -102,13 +102,21 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// A loaded program: compiled, checked against the world, pre-linked.
-#[derive(Clone)]
-pub struct Program {
-    component: Component,
+/// A loaded program: compiled, checked against the world, pre-linked (`InstancePre`), so
+/// each run only instantiates.
+pub struct Program<B: Backend + 'static> {
+    pre: bindings::ProgramPre<StoreData<B>>,
 }
 
-impl core::fmt::Debug for Program {
+impl<B: Backend + 'static> Clone for Program<B> {
+    fn clone(&self) -> Self {
+        Program {
+            pre: self.pre.clone(),
+        }
+    }
+}
+
+impl<B: Backend + 'static> core::fmt::Debug for Program<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Program").finish_non_exhaustive()
     }
@@ -217,7 +225,7 @@ impl<B: Backend + 'static> Runtime<B> {
 
     /// Compiles (or loads from the cache) a component and checks it against the world:
     /// only the world's imports, and a `run` export of the right type.
-    pub fn load(&self, bytes: &[u8]) -> Result<Program, RuntimeError> {
+    pub fn load(&self, bytes: &[u8]) -> Result<Program<B>, RuntimeError> {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
         for (name, item) in component.component_type().imports(&self.engine) {
@@ -231,16 +239,16 @@ impl<B: Backend + 'static> Runtime<B> {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| RuntimeError::WorldMismatch(format!("{e:#}")))?;
-        bindings::ProgramPre::new(pre)
+        let pre = bindings::ProgramPre::new(pre)
             .map_err(|e| RuntimeError::WorldMismatch(format!("{e:#}")))?;
-        Ok(Program { component })
+        Ok(Program { pre })
     }
 
     /// Runs `program` on one input with `backend`; returns the named outputs and the
     /// backend (whose session produces the masked output shares).
     pub async fn run(
         &self,
-        program: &Program,
+        program: &Program<B>,
         backend: B,
         input: Vec<bindings::Field>,
     ) -> (Result<Outputs, RuntimeError>, B) {
@@ -253,7 +261,7 @@ impl<B: Backend + 'static> Runtime<B> {
     async fn run_in(
         &self,
         store: &mut Store<StoreData<B>>,
-        program: &Program,
+        program: &Program<B>,
         input: Vec<bindings::Field>,
     ) -> wasmtime::Result<Result<Outputs, RuntimeError>> {
         store.limiter(|s| &mut s.limiter);
@@ -261,8 +269,7 @@ impl<B: Backend + 'static> Runtime<B> {
         let ticks = (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        let pre = bindings::ProgramPre::new(self.linker.instantiate_pre(&program.component)?)?;
-        let instance = pre.instantiate_async(&mut *store).await?;
+        let instance = program.pre.instantiate_async(&mut *store).await?;
         let outputs = match instance.call_run(&mut *store, &input).await? {
             Ok(outputs) => outputs,
             Err(e) => return Ok(Err(RuntimeError::Program(program_error(e)))),

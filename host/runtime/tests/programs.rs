@@ -14,7 +14,9 @@ use qvm_mpc::online::{Op, OpCost};
 use qvm_mpc::output::OutputCollector;
 use qvm_mpc::pool::PoolKind;
 use qvm_mpc::sim::Simulation;
-use qvm_runtime::{BackendError, BoxFuture, MpcBackend, Runtime, RuntimeConfig, RuntimeError, Transport};
+use qvm_runtime::{
+    BackendError, BoxFuture, MpcBackend, Runtime, RuntimeConfig, RuntimeError, Transport,
+};
 use tokio::sync::{broadcast, mpsc};
 
 #[tokio::test]
@@ -36,7 +38,10 @@ async fn a_missing_secret_is_the_programs_error() {
     let program = rt.load(&component(&module(SQUARE), None)).expect("loads");
     let backend = qvm_runtime::PlaintextBackend::new(HashMap::new(), 0);
     let (result, _) = rt.run(&program, backend, Vec::new()).await;
-    assert!(matches!(&result, Err(RuntimeError::Program(m)) if m.contains("UnknownSecret")), "{result:?}");
+    assert!(
+        matches!(&result, Err(RuntimeError::Program(m)) if m.contains("UnknownSecret")),
+        "{result:?}"
+    );
 }
 
 /// A custodian's link to the king task.
@@ -49,9 +54,16 @@ impl Transport for Channel {
     fn exchange(&mut self, msg: ShareMsg) -> BoxFuture<'_, Result<OpenedMsg, BackendError>> {
         Box::pin(async move {
             let round = msg.round;
-            self.to_king.send(msg).await.map_err(|e| BackendError::Interaction(e.to_string()))?;
+            self.to_king
+                .send(msg)
+                .await
+                .map_err(|e| BackendError::Interaction(e.to_string()))?;
             loop {
-                let opened = self.from_king.recv().await.map_err(|e| BackendError::Interaction(e.to_string()))?;
+                let opened = self
+                    .from_king
+                    .recv()
+                    .await
+                    .map_err(|e| BackendError::Interaction(e.to_string()))?;
                 if opened.round == round {
                     return Ok(opened);
                 }
@@ -68,7 +80,11 @@ async fn square_under_mpc_equals_plaintext() -> qvm_mpc::Result<()> {
     sim.offline(PoolKind::Triples, 64)?;
     let shares = sim.share(&w.iter().map(|v| Fp::from(*v)).collect::<Vec<_>>())?;
     let probe = qvm_mpc::SharedVec::new(vec![Fp::ZERO; w.len()]);
-    let cost: OpCost = Op::Mul { x: probe.clone(), y: probe }.cost();
+    let cost: OpCost = Op::Mul {
+        x: probe.clone(),
+        y: probe,
+    }
+    .cost();
     let members = PartySet::first(3);
     let (config, custodians, mut king) = sim.session(members, cost)?.into_parts();
 
@@ -84,7 +100,8 @@ async fn square_under_mpc_equals_plaintext() -> qvm_mpc::Result<()> {
         Ok::<_, qvm_mpc::Error>(())
     });
 
-    let rt: Arc<Runtime<MpcBackend<Channel>>> = Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime"));
+    let rt: Arc<Runtime<MpcBackend<Channel>>> =
+        Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime"));
     let program = rt.load(&component(&module(SQUARE), None)).expect("loads");
     let mut tasks = Vec::new();
     for (p, session) in custodians {
@@ -99,7 +116,10 @@ async fn square_under_mpc_equals_plaintext() -> qvm_mpc::Result<()> {
         tasks.push(tokio::spawn(async move {
             let (result, backend) = rt.run(&program, backend, Vec::new()).await;
             let outputs = result.expect("custodian run");
-            let msg = backend.session().output_message(&outputs[0].1).expect("mask");
+            let msg = backend
+                .session()
+                .output_message(&outputs[0].1)
+                .expect("mask");
             (p, msg)
         }));
     }
@@ -116,8 +136,13 @@ async fn square_under_mpc_equals_plaintext() -> qvm_mpc::Result<()> {
     assert_eq!(seen.len(), 3);
 
     let rt_plain = plaintext_runtime(RuntimeConfig::default());
-    let plain = rt_plain.load(&component(&module(SQUARE), None)).expect("loads");
+    let plain = rt_plain
+        .load(&component(&module(SQUARE), None))
+        .expect("loads");
     let (expected, _) = rt_plain.run(&plain, backend_with_w(&w), Vec::new()).await;
-    assert_eq!(revealed, Some(expected.expect("plain run")[0].1.as_slice().to_vec()));
+    assert_eq!(
+        revealed,
+        Some(expected.expect("plain run")[0].1.as_slice().to_vec())
+    );
     Ok(())
 }
