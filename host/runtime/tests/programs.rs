@@ -146,3 +146,40 @@ async fn square_under_mpc_equals_plaintext() -> qvm_mpc::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk() {
+    let dir = std::env::temp_dir().join(format!("qvm-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.clone()),
+        ..RuntimeConfig::default()
+    };
+    let bytes = component(&module(SQUARE), None);
+    let files = |d: &std::path::Path| -> usize {
+        fn walk(d: &std::path::Path) -> usize {
+            std::fs::read_dir(d)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(d)
+    };
+    {
+        let rt = plaintext_runtime(config.clone());
+        rt.load(&bytes).expect("compiles");
+    }
+    let after_first = files(&dir);
+    assert!(after_first > 0, "the first load writes an artifact");
+    // A new engine with the same configuration loads from the cache and runs the program.
+    let rt = plaintext_runtime(config);
+    let program = rt.load(&bytes).expect("loads from cache");
+    assert_eq!(files(&dir), after_first, "no new artifact for the same component and settings");
+    let (result, _) = rt.run(&program, backend_with_w(&[2]), Vec::new()).await;
+    assert_eq!(result.expect("runs")[0].1.as_slice(), &[Fp::from(6u64)]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
