@@ -162,7 +162,13 @@ async fn compiled_components_are_cached_on_disk() {
                 .map(|entries| {
                     entries
                         .flatten()
-                        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                walk(&e.path())
+                            } else {
+                                1
+                            }
+                        })
                         .sum()
                 })
                 .unwrap_or(0)
@@ -178,7 +184,11 @@ async fn compiled_components_are_cached_on_disk() {
     // A new engine with the same configuration loads from the cache and runs the program.
     let rt = plaintext_runtime(config);
     let program = rt.load(&bytes).expect("loads from cache");
-    assert_eq!(files(&dir), after_first, "no new artifact for the same component and settings");
+    assert_eq!(
+        files(&dir),
+        after_first,
+        "no new artifact for the same component and settings"
+    );
     let (result, _) = rt.run(&program, backend_with_w(&[2]), Vec::new()).await;
     assert_eq!(result.expect("runs")[0].1.as_slice(), &[Fp::from(6u64)]);
     let _ = std::fs::remove_dir_all(&dir);
