@@ -26,7 +26,7 @@ fn credit_score_compiles_and_evaluates() {
     let c = cost(&ir);
     println!("{c:?}");
     let mut inputs = HashMap::new();
-    let mut features = vec![0.0; 12];
+    let mut features = [0.0; 12];
     features[0] = 10.0;
     features[1] = 4.0;
     features[2] = 1.5;
@@ -39,7 +39,7 @@ fn credit_score_compiles_and_evaluates() {
         [0.0, 5.0, 6.0, 10.0].iter().map(|x| fx(*x)).collect(),
     );
     let mut secrets = HashMap::new();
-    let mut weights = vec![0.0; 12];
+    let mut weights = [0.0; 12];
     weights[0] = 0.5;
     weights[1] = -1.25;
     weights[2] = 2.0;
