@@ -22,6 +22,8 @@ pub const DEFAULT_SCALE: u32 = 16;
 pub const BUDGET_BITS: u32 = 64;
 /// Longest unrolled loop.
 pub const MAX_UNROLL: i128 = 100_000;
+/// Most expressions a program may unroll to (loop bodies count once per iteration).
+pub const MAX_WORK: u64 = 2_000_000;
 
 /// Checks a parsed program and lowers it to IR.
 pub fn check(program: &ast::Program, source: &str) -> Result<Ir, CompileError> {
@@ -38,6 +40,7 @@ pub fn check(program: &ast::Program, source: &str) -> Result<Ir, CompileError> {
         secrets: Vec::new(),
         outputs: Vec::new(),
         defined: HashMap::new(),
+        work: 0,
     };
     for item in &program.items {
         if let Err(e) = c.item(item) {
@@ -89,6 +92,8 @@ struct Checker<'a> {
     secrets: Vec<Param>,
     outputs: Vec<(String, NodeId, Span)>,
     defined: HashMap<String, Span>,
+    /// Expressions elaborated so far, unrolled.
+    work: u64,
 }
 
 type R<T> = Result<T, Diagnostic>;
@@ -683,6 +688,17 @@ impl<'a> Checker<'a> {
 
     fn expr(&mut self, e: &Expr) -> R<NodeId> {
         let span = &e.span;
+        self.work += 1;
+        if self.work > MAX_WORK {
+            return Err(Diagnostic::new(
+                format!("the program is too large: more than {MAX_WORK} operations once unrolled"),
+                span.clone(),
+                "here",
+            )
+            .with_hint(
+                "use vector operations (dot, sum, element-wise arithmetic) instead of long loops",
+            ));
+        }
         match &e.kind {
             ExprKind::Int(v) => Ok(self.konst(vec![*v as i128], 0, Scalar::Int)),
             ExprKind::Decimal(_) => {

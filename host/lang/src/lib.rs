@@ -20,8 +20,27 @@ pub mod parser;
 
 pub use diag::{CompileError, Diagnostic, Span};
 
+/// Stack for the compiler's recursion: parsing and checking recurse once per nesting
+/// level (up to the parser's limit), and unoptimized builds use large frames.
+const COMPILER_STACK: usize = 64 << 20;
+
 /// Parses and checks a program: the IR, with ranges proven, or every error found.
 pub fn compile_ir(source: &str) -> Result<ir::Ir, CompileError> {
-    let program = parser::parse(source)?;
-    check::check(&program, source)
+    let run = || {
+        let program = parser::parse(source)?;
+        check::check(&program, source)
+    };
+    std::thread::scope(|s| {
+        match std::thread::Builder::new()
+            .name("qvm-compile".into())
+            .stack_size(COMPILER_STACK)
+            .spawn_scoped(s, run)
+        {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had: compile here, within this thread's stack.
+            Err(_) => run(),
+        }
+    })
 }

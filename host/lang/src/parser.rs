@@ -43,7 +43,7 @@ pub fn parse(source: &str) -> Result<Program, CompileError> {
 }
 
 /// Nesting deeper than this is refused (bounded recursion on hostile input).
-const MAX_DEPTH: usize = 200;
+const MAX_DEPTH: usize = 64;
 
 struct Parser {
     tokens: Vec<(Token, Span)>,
@@ -318,7 +318,7 @@ impl Parser {
                     start,
                 ))
             }
-            _ => self.binary(depth + 1, 0),
+            _ => self.binary(depth, 0),
         }
     }
 
@@ -345,10 +345,12 @@ impl Parser {
             return Ok(self.node(ExprKind::Unary(UnOp::Not, Box::new(e)), start));
         }
         if level == 6 {
-            return self.unary(depth + 1);
+            return self.unary(depth);
         }
         let start = self.span().start;
-        let mut lhs = self.binary(depth + 1, level + 1)?;
+        // The levels are a fixed, small recursion: only nesting (parentheses, `not`, unary
+        // minus, brackets, if/for) counts toward the depth limit.
+        let mut lhs = self.binary(depth, level + 1)?;
         loop {
             let op = match (level, self.peek()) {
                 (0, Some(Token::Or)) => BinOp::Or,
@@ -366,7 +368,7 @@ impl Parser {
                 _ => return Ok(lhs),
             };
             self.bump();
-            let rhs = self.binary(depth + 1, level + 1)?;
+            let rhs = self.binary(depth, level + 1)?;
             lhs = self.node(ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), start);
             if level == 3 {
                 // Comparisons do not chain: `a < b < c` is an error below, not a surprise.
@@ -403,7 +405,7 @@ impl Parser {
             return Ok(self.node(ExprKind::Unary(UnOp::Neg, Box::new(e)), start));
         }
         let start = self.span().start;
-        let mut e = self.primary(depth + 1)?;
+        let mut e = self.primary(depth)?;
         while self.eat(&Token::LBracket) {
             let index = self.expr(depth + 1)?;
             self.expect(Token::RBracket, "`]`")?;
