@@ -44,7 +44,13 @@ pub fn check(program: &ast::Program, source: &str) -> Result<Ir, CompileError> {
     };
     for item in &program.items {
         if let Err(e) = c.item(item) {
-            c.errors.push(e);
+            // A name whose definition failed is poisoned: its uses report nothing more.
+            if let Item::Let(b) = item {
+                c.bind(&b.name.name, Binding::Poisoned);
+            }
+            if e.message != POISONED {
+                c.errors.push(e);
+            }
         }
     }
     if c.outputs.is_empty() && c.errors.is_empty() {
@@ -72,8 +78,13 @@ pub fn check(program: &ast::Program, source: &str) -> Result<Ir, CompileError> {
     })
 }
 
+/// The message of an error already reported elsewhere (a use of a failed definition).
+const POISONED: &str = "\u{0}poisoned";
+
 #[derive(Clone)]
 enum Binding {
+    /// A definition that failed to check.
+    Poisoned,
     /// A value node.
     Value(NodeId),
     /// A compile-time integer (a loop variable).
@@ -611,8 +622,9 @@ impl<'a> Checker<'a> {
     }
 
     fn select(&mut self, c: NodeId, a: NodeId, b: NodeId, span: &Span) -> R<NodeId> {
+        let len = self.node(c).len.max(self.node(a).len).max(self.node(b).len);
+        let (a, b) = (self.broadcast(a, len, span)?, self.broadcast(b, len, span)?);
         let (a, b) = self.align(a, b, span)?;
-        let len = self.node(a).len;
         let c = self.broadcast(c, len, span)?;
         let (na, nb) = (self.node(a).clone(), self.node(b).clone());
         if na.ty != nb.ty && (na.ty == Scalar::Bool || nb.ty == Scalar::Bool) {
@@ -715,6 +727,7 @@ impl<'a> Checker<'a> {
             }
             ExprKind::Bool(b) => Ok(self.konst(vec![*b as i128], 0, Scalar::Bool)),
             ExprKind::Name(n) => match self.lookup(n) {
+                Some(Binding::Poisoned) => Err(Diagnostic::new(POISONED, span.clone(), "")),
                 Some(Binding::Value(id)) => Ok(id),
                 Some(Binding::Const(v)) => Ok(self.konst(vec![v], 0, Scalar::Int)),
                 None if self.fns.contains_key(n) || BUILTINS.contains(&n.as_str()) => {
@@ -974,7 +987,8 @@ impl<'a> Checker<'a> {
                 let (a, b) = (self.expr(&args[0])?, self.expr(&args[1])?);
                 self.numeric(a, &args[0].span)?;
                 self.numeric(b, &args[1].span)?;
-                if self.node(a).len != self.node(b).len {
+                let (la, lb) = (self.node(a).len, self.node(b).len);
+                if la != lb && la != 1 && lb != 1 {
                     return Err(Diagnostic::new(
                         format!(
                             "dot of vectors of lengths {} and {}",
