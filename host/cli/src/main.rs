@@ -1,9 +1,11 @@
 //! `qvm`: the QuorumVM command line.
 //!
-//! Thin by design: parse arguments, set up output, call the libraries. The verbs arrive with
-//! the crates that implement them (compile, package, custodian, coordinator, eval).
+//! Thin by design: parse arguments, call the libraries, print. The verbs arrive with the
+//! crates that implement them.
 
-use clap::Parser;
+mod compile;
+
+use clap::{Parser, Subcommand};
 
 /// QuorumVM: run proprietary programs so that no single machine can run or rebuild them.
 ///
@@ -21,14 +23,26 @@ struct Cli {
     /// Print the cryptographic parameters this build uses and exit.
     #[arg(long)]
     parameters: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a program and print its cost: rounds, multiplications, comparisons, bytes, and
+    /// whether it needs interaction (and so N ≥ 2K − 1).
+    Compile(compile::Args),
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if cli.parameters {
         print_parameters();
     }
-    Ok(())
+    match cli.command {
+        Some(Command::Compile(args)) => compile::run(args),
+        None => std::process::ExitCode::SUCCESS,
+    }
 }
 
 fn print_parameters() {

@@ -686,14 +686,12 @@ impl<'a> Checker<'a> {
         )
     }
 
-    /// An output: fixed values at the program's scale, others at scale 0.
-    fn output_scale(&mut self, v: NodeId, span: &Span) -> R<NodeId> {
-        let target = if self.node(v).ty == Scalar::Fixed {
-            self.scale
-        } else {
-            0
-        };
-        self.at_scale(v, target, span)
+    /// An output keeps the scale it was computed at (the schema records it): rescaling a
+    /// value that is about to be revealed would cost a round and reveal nothing less, and a
+    /// program with only linear operations on secrets then needs no interaction at all.
+    /// Ints and bools are at scale 0 by construction.
+    fn output_scale(&mut self, v: NodeId, _span: &Span) -> R<NodeId> {
+        Ok(v)
     }
 
     // ----- expressions -----
@@ -1056,12 +1054,20 @@ impl<'a> Checker<'a> {
                     .with_hint("functions are inlined, so they cannot recurse"));
                 }
                 arity(def.params.len())?;
-                let values = args.iter().map(|a| self.expr(a)).collect::<R<Vec<_>>>()?;
+                // Arguments known when compiling stay constants (usable as indices and loop
+                // bounds inside the body); the rest are values.
+                let values = args
+                    .iter()
+                    .map(|a| match self.const_int(a) {
+                        Ok(v) if !matches!(a.kind, ExprKind::Decimal(_)) => Ok(Binding::Const(v)),
+                        _ => self.expr(a).map(Binding::Value),
+                    })
+                    .collect::<R<Vec<_>>>()?;
                 let scope = def
                     .params
                     .iter()
                     .zip(values)
-                    .map(|(p, v)| (p.name.clone(), Binding::Value(v)))
+                    .map(|(p, v)| (p.name.clone(), v))
                     .collect();
                 // A function body sees its parameters and the program's top-level names.
                 let saved = self.scopes.split_off(1);

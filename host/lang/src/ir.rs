@@ -158,8 +158,18 @@ pub struct Ir {
     pub secrets: Vec<Param>,
     /// The DAG, in topological order.
     pub nodes: Vec<Node>,
-    /// Named outputs.
+    /// Named outputs, each at its node's scale (fixed products are revealed at scale 2f).
     pub outputs: Vec<(String, NodeId)>,
+}
+
+impl Ir {
+    /// The scale an output is revealed at.
+    pub fn output_scale(&self, name: &str) -> Option<u32> {
+        self.outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| self.nodes[*id].scale)
+    }
 }
 
 /// Builds IR with common subexpressions shared: pushing a node equal to an existing one

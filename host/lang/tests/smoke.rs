@@ -50,7 +50,9 @@ fn credit_score_compiles_and_evaluates() {
     secrets.insert("bias".to_string(), vec![fx(3.0)]);
     secrets.insert("cutoff".to_string(), vec![fx(5.5)]);
     let out = evaluate(&ir, &inputs, &secrets).expect("evaluates");
-    assert_eq!(out[0], ("score".to_string(), vec![fx(6.0)]));
+    // The score is revealed at scale 32 (a product of two scale-16 values).
+    assert_eq!(ir.output_scale("score"), Some(32));
+    assert_eq!(out[0], ("score".to_string(), vec![fx(6.0) << 16]));
     assert_eq!(out[1], ("band".to_string(), vec![3]));
     assert_eq!(out[2], ("approve".to_string(), vec![1]));
 }
