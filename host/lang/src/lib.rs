@@ -13,6 +13,7 @@ pub mod ast;
 pub mod check;
 pub mod cost;
 pub mod diag;
+pub mod emit;
 pub mod eval;
 pub mod ir;
 pub mod lexer;
