@@ -145,7 +145,7 @@ impl Layout {
     }
 
     fn align(&mut self, a: usize) {
-        while (STRINGS as usize + self.data.len()) % a != 0 {
+        while !(STRINGS as usize + self.data.len()).is_multiple_of(a) {
             self.data.push(0);
         }
     }
