@@ -91,7 +91,7 @@ async fn credit_score_component_matches_the_evaluator() {
         ("features".to_string(), features),
         ("boundaries".to_string(), vec![0.0, 5.0, 6.0, 10.0]),
     ]);
-    let mut weights = vec![0.0; 12];
+    let mut weights = [0.0; 12];
     weights[..3].copy_from_slice(&[0.5, -1.25, 2.0]);
     let secrets = HashMap::from([
         (
