@@ -9,6 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+mod common;
+
+use common::{program, values};
 use proptest::prelude::*;
 use qvm_core::{Fp, PartyIndex, PartySet};
 use qvm_lang::cost::cost;
@@ -267,74 +270,6 @@ fn b_id(op: &Op) -> &usize {
         Op::Select(_, _, b) => b,
         _ => unreachable!(),
     }
-}
-
-// ----- a generator of well-typed integer programs -----
-
-fn num(depth: u32) -> BoxedStrategy<String> {
-    let leaf = prop_oneof![
-        Just("x".to_string()),
-        Just("s".to_string()),
-        Just("t".to_string()),
-        (-9i64..10).prop_map(|k| if k < 0 {
-            format!("({k})")
-        } else {
-            k.to_string()
-        }),
-    ];
-    if depth == 0 {
-        return leaf.boxed();
-    }
-    let n = || num(depth - 1);
-    prop_oneof![
-        2 => leaf,
-        2 => (n(), n()).prop_map(|(a, b)| format!("({a} + {b})")),
-        1 => (n(), n()).prop_map(|(a, b)| format!("({a} - {b})")),
-        2 => (n(), n()).prop_map(|(a, b)| format!("({a} * {b})")),
-        1 => n().prop_map(|a| format!("(-{a})")),
-        2 => (boolean(depth - 1), n(), n()).prop_map(|(c, a, b)| format!("(if {c} then {a} else {b})")),
-        1 => (n(), n()).prop_map(|(a, b)| format!("min({a}, {b})")),
-        1 => (n(), n()).prop_map(|(a, b)| format!("max({a}, {b})")),
-        1 => n().prop_map(|a| format!("abs({a})")),
-        1 => n().prop_map(|a| format!("sum({a})")),
-        1 => (n(), n()).prop_map(|(a, b)| format!("dot({a}, {b})")),
-    ]
-    .boxed()
-}
-
-fn boolean(depth: u32) -> BoxedStrategy<String> {
-    let n = || num(depth.saturating_sub(1));
-    let cmp = (
-        n(),
-        n(),
-        prop::sample::select(vec!["<", "<=", ">", ">=", "==", "!="]),
-    )
-        .prop_map(|(a, b, op)| format!("({a} {op} {b})"));
-    if depth == 0 {
-        return prop_oneof![Just("f".to_string()), Just("true".to_string())].boxed();
-    }
-    let b = || boolean(depth - 1);
-    prop_oneof![
-        3 => cmp,
-        1 => Just("f".to_string()),
-        1 => (b(), b()).prop_map(|(a, c)| format!("({a} and {c})")),
-        1 => (b(), b()).prop_map(|(a, c)| format!("({a} or {c})")),
-        1 => b().prop_map(|a| format!("(not {a})")),
-    ]
-    .boxed()
-}
-
-fn program() -> impl Strategy<Value = String> {
-    (num(3), num(2), boolean(2)).prop_map(|(a, b, c)| {
-        format!(
-            "program r(scale = 0)\ninput x: int[3] in [-20, 20]\ninput f: bool\nsecret s: int[3] in [-20, 20]\nsecret t: int in [-20, 20]\n\
-             fn sq(v) = v * v\nlet u = {a}\noutput o1 = u\noutput o2 = sq({b}) + u\noutput o3 = if {c} then u else 0\n"
-        )
-    })
-}
-
-fn values(len: usize) -> impl Strategy<Value = Vec<i128>> {
-    proptest::collection::vec(-20i128..=20, len)
 }
 
 proptest! {
