@@ -13,6 +13,8 @@ pub enum Emit {
     Ir,
     /// The cost model, as JSON.
     Cost,
+    /// The WebAssembly component.
+    Wasm,
 }
 
 /// Arguments of `qvm compile`.
@@ -55,14 +57,16 @@ fn compile(args: &Args) -> anyhow::Result<ExitCode> {
     let c = cost(&ir);
     print_summary(&ir.name, &c, args.k);
     if let Some(emit) = args.emit {
-        let text = match emit {
-            Emit::Ir => serde_json::to_string_pretty(&ir)?,
-            Emit::Cost => serde_json::to_string_pretty(&c)?,
+        let bytes = match emit {
+            Emit::Ir => (serde_json::to_string_pretty(&ir)? + "\n").into_bytes(),
+            Emit::Cost => (serde_json::to_string_pretty(&c)? + "\n").into_bytes(),
+            Emit::Wasm => qvm_lang::emit::emit(&ir)?,
         };
         match &args.output {
-            Some(path) => std::fs::write(path, text + "\n")
+            Some(path) => std::fs::write(path, &bytes)
                 .with_context(|| format!("writing {}", path.display()))?,
-            None => println!("{text}"),
+            None if emit == Emit::Wasm => anyhow::bail!("--emit wasm needs -o FILE"),
+            None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 //! crates that implement them.
 
 mod compile;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     /// Check a program and print its cost: rounds, multiplications, comparisons, bytes, and
     /// whether it needs interaction (and so N ≥ 2K − 1).
     Compile(compile::Args),
+    /// Run a program on plain values (the owner's what-if run), through its component.
+    Run(run::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +44,7 @@ fn main() -> std::process::ExitCode {
     }
     match cli.command {
         Some(Command::Compile(args)) => compile::run(args),
+        Some(Command::Run(args)) => run::run(args),
         None => std::process::ExitCode::SUCCESS,
     }
 }

@@ -1,0 +1,100 @@
+//! The `qvm` binary, run as a process: compile and what-if run the examples.
+
+use std::process::Command;
+
+fn qvm(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qvm"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args(args)
+        .output()
+        .expect("qvm runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn compile_prints_the_class_and_cost() {
+    let (code, _, err) = qvm(&[
+        "compile",
+        "packages/linear-score/linear-score.qvm",
+        "--k",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("local-only") && err.contains("N >= 3"),
+        "{err}"
+    );
+    let (code, _, err) = qvm(&[
+        "compile",
+        "packages/credit-score/credit-score.qvm",
+        "--k",
+        "3",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("interactive") && err.contains("N >= 5") && err.contains("rounds 7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compile_errors_are_rendered_with_a_caret() {
+    let (code, _, err) = qvm(&["compile", "host/lang/tests/golden/fail/secret-index.qvm"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("secret-index.qvm:4:14") && err.contains('^'),
+        "{err}"
+    );
+}
+
+#[test]
+fn what_if_run_of_credit_score() {
+    let (code, out, err) = qvm(&[
+        "run",
+        "packages/credit-score/credit-score.qvm",
+        "--secrets",
+        "packages/credit-score/secrets.toml",
+        "--input",
+        "features=[10, 4, 1.5, 0, 0, 0, 0, 0, 0, 0, 0, 0]",
+        "--input",
+        "boundaries=[0, 5, 6, 10]",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "score = 6\nband = 3\napprove = 1\n");
+    // Out-of-bounds input: the program's own error, exit code 2.
+    let (code, _, err) = qvm(&[
+        "run",
+        "packages/credit-score/credit-score.qvm",
+        "--secrets",
+        "packages/credit-score/secrets.toml",
+        "--input",
+        "features=[1e9]",
+        "--input",
+        "boundaries=[0, 1, 2, 3]",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("input `features`"), "{err}");
+}
+
+#[test]
+fn emit_wasm_writes_a_component() {
+    let path = std::env::temp_dir().join(format!("qvm-cli-{}.wasm", std::process::id()));
+    let p = path.to_string_lossy().into_owned();
+    let (code, _, err) = qvm(&[
+        "compile",
+        "packages/fraud-tree/fraud-tree.qvm",
+        "--emit",
+        "wasm",
+        "-o",
+        &p,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = std::fs::read(&path).expect("written");
+    // A component's preamble: magic, then version 0x0d with layer 1.
+    assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0");
+    let _ = std::fs::remove_file(path);
+}
