@@ -4,6 +4,7 @@
 //! crates that implement them.
 
 mod compile;
+mod demo;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Command {
     Compile(compile::Args),
     /// Run a program on plain values (the owner's what-if run), through its component.
     Run(run::Args),
+    /// The whole workflow in one process: compile, share, offline phase, evaluation by K
+    /// custodians under MPC, masked outputs reconstructed, compared with plaintext.
+    Demo(demo::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +49,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         Some(Command::Compile(args)) => compile::run(args),
         Some(Command::Run(args)) => run::run(args),
+        Some(Command::Demo(args)) => demo::run(args),
         None => std::process::ExitCode::SUCCESS,
     }
 }

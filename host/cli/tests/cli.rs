@@ -98,3 +98,17 @@ fn emit_wasm_writes_a_component() {
     assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0");
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn the_demo_runs_the_whole_workflow() {
+    let (code, out, err) = qvm(&["demo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("threshold result equals the plaintext reference"),
+        "{out}"
+    );
+    assert!(
+        out.contains("band = 3") && out.contains("approve = 1"),
+        "{out}"
+    );
+}
