@@ -19,16 +19,12 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use qvm_core::{Fp, PartyIndex, PartySet};
-use qvm_mpc::msgs::{OpenedMsg, ShareMsg};
+use qvm_mpc::SharedVec;
 use qvm_mpc::online::OpCost;
-use qvm_mpc::output::OutputCollector;
 use qvm_mpc::pool::PoolKind;
 use qvm_mpc::sim::Simulation;
-use qvm_runtime::{
-    BackendError, BoxFuture, Field, MpcBackend, PlaintextBackend, Runtime, RuntimeConfig,
-    Transport, Value,
-};
-use tokio::sync::{broadcast, mpsc};
+use qvm_runtime::cluster::{self, ClusterRuntime};
+use qvm_runtime::{Field, PlaintextBackend, Runtime, RuntimeConfig, Value};
 
 const SOURCE: &str = include_str!("../../../packages/credit-score/credit-score.qvm");
 const SECRETS: &str = include_str!("../../../packages/credit-score/secrets.toml");
@@ -57,34 +53,6 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// A custodian's link to the king task.
-struct Channel {
-    to_king: mpsc::Sender<ShareMsg>,
-    from_king: broadcast::Receiver<OpenedMsg>,
-}
-
-impl Transport for Channel {
-    fn exchange(&mut self, msg: ShareMsg) -> BoxFuture<'_, Result<OpenedMsg, BackendError>> {
-        Box::pin(async move {
-            let round = msg.round;
-            self.to_king
-                .send(msg)
-                .await
-                .map_err(|e| BackendError::Interaction(e.to_string()))?;
-            loop {
-                let opened = self
-                    .from_king
-                    .recv()
-                    .await
-                    .map_err(|e| BackendError::Interaction(e.to_string()))?;
-                if opened.round == round {
-                    return Ok(opened);
-                }
-            }
-        })
     }
 }
 
@@ -186,65 +154,30 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         rounds: cost.rounds,
         elements: cost.elements_sent,
     };
-    let (config, custodians, mut king) = sim.session(members, grant)?.into_parts();
-    let (to_king, mut king_rx) = mpsc::channel::<ShareMsg>(64);
-    let (king_tx, _) = broadcast::channel::<OpenedMsg>(64);
-    let king_out = king_tx.clone();
-    let king_task = tokio::spawn(async move {
-        let mut rounds = 0;
-        while let Some(msg) = king_rx.recv().await {
-            if let Some(opened) = king.receive(msg)? {
-                rounds += 1;
-                let _ = king_out.send(opened);
-            }
-        }
-        Ok::<_, qvm_mpc::Error>(rounds)
-    });
+    let (config, custodians, king) = sim.session(members, grant)?.into_parts();
     let t = Instant::now();
-    let rt: Arc<Runtime<MpcBackend<Channel>>> = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let rt: Arc<ClusterRuntime> = Arc::new(Runtime::new(RuntimeConfig::default())?);
     let program = rt.load(&component)?;
-    let mut tasks = Vec::new();
-    for (p, session) in custodians {
-        let secrets: HashMap<_, _> = shared
+    let secrets = |p: PartyIndex| -> HashMap<String, SharedVec> {
+        shared
             .iter()
             .map(|(n, s)| (n.clone(), s[p.get() as usize - 1].clone()))
-            .collect();
-        let backend = MpcBackend::new(
-            session,
-            secrets,
-            Channel {
-                to_king: to_king.clone(),
-                from_king: king_tx.subscribe(),
-            },
-        );
-        let (rt, program, input) = (Arc::clone(&rt), program.clone(), input.clone());
-        tasks.push(tokio::spawn(async move {
-            let (result, backend) = rt.run(&program, backend, input).await;
-            let outputs = result?;
-            let masked = outputs
-                .iter()
-                .map(|(_, v)| backend.session().output_message(v))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, anyhow::Error>(masked)
-        }));
-    }
-    drop(to_king);
-    // 5. Reconstruct each output from the masked shares.
-    let mut collectors: Vec<OutputCollector> = ir
-        .outputs
-        .iter()
-        .map(|_| OutputCollector::new(config))
-        .collect();
-    let mut revealed: Vec<Option<Vec<Fp>>> = vec![None; ir.outputs.len()];
-    for task in tasks {
-        let masked = task.await??;
-        for (i, m) in masked.into_iter().enumerate() {
-            revealed[i] = collectors[i].receive(m)?;
-        }
-    }
-    let rounds = king_task.await??;
+            .collect()
+    };
+    // 5. The custodians mask their output shares; the coordinator reconstructs.
+    let outcome = cluster::run(
+        rt,
+        &program,
+        config,
+        custodians,
+        king,
+        secrets,
+        input.clone(),
+    )
+    .await?;
     println!(
-        "evaluated under MPC by custodians {members:?}: {rounds} rounds through the king ({:.1} ms)",
+        "evaluated under MPC by custodians {members:?}: {} rounds through the king ({:.1} ms)",
+        outcome.rounds,
         t.elapsed().as_secs_f64() * 1e3
     );
 
@@ -258,8 +191,10 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let mut agree = true;
     for (i, (name, id)) in ir.outputs.iter().enumerate() {
         let scale = ir.nodes[*id].scale;
-        let got = revealed[i]
-            .clone()
+        let got = outcome
+            .outputs
+            .get(i)
+            .map(|(_, v)| v.clone())
             .ok_or_else(|| anyhow!("output `{name}` not revealed"))?;
         let want = reference[i].1.as_slice();
         agree &= got.as_slice() == want;

@@ -1,10 +1,12 @@
 //! The cost model: what one evaluation costs the custodians.
 //!
 //! Interactive nodes are grouped in layers (a node's layer is one more than the deepest
-//! interactive node it depends on); the ops of one layer run in the same rounds, so a
-//! layer costs the rounds of its slowest op and the program costs the sum over layers —
-//! rounds equal the multiplicative depth, whatever the vector widths. Pooled material and
-//! bytes follow the protocols of `qvm-mpc` exactly (`docs/protocol/mpc.md`).
+//! interactive node it depends on), and within a layer into batches of one kind: each batch
+//! is one host call on concatenated operands, so its rounds do not grow with the number or
+//! width of the ops in it. A layer costs the sum of its batches' rounds (one op kind per
+//! call in the guest ABI), the program the sum over layers. Pooled material and bytes
+//! follow the protocols of `qvm-mpc` exactly (`docs/protocol/mpc.md`), with each batch run
+//! at the largest bit bound of its members, as the emitter runs it.
 
 use qvm_mpc::online::{bitlt_mults, tree_rounds};
 use serde::Serialize;
@@ -87,31 +89,109 @@ fn node_cost(op: &Op, len: u64, k_of: impl Fn(usize) -> u32) -> (u32, u64, u64, 
     }
 }
 
-/// The cost of one evaluation of `ir`.
-pub fn cost(ir: &Ir) -> Cost {
+/// Each node's interactive layer: one more than the deepest interactive node it depends
+/// on (for an interactive node), or the same (for a local one). The ops of one layer can
+/// run in the same rounds.
+pub fn layers(ir: &Ir) -> Vec<u32> {
     let mut layer = vec![0u32; ir.nodes.len()];
-    let mut layer_rounds: Vec<u32> = Vec::new();
-    let (mut triples, mut bits, mut sent, mut comparisons, mut truncations) = (0, 0, 0, 0, 0);
     for (i, node) in ir.nodes.iter().enumerate() {
-        let deps = deps(&node.op);
-        let base = deps.iter().map(|d| layer[*d]).max().unwrap_or(0);
+        let base = deps(&node.op).iter().map(|d| layer[*d]).max().unwrap_or(0);
+        layer[i] = base + node.is_interactive(&ir.nodes) as u32;
+    }
+    layer
+}
+
+/// Interactive ops that run together: one layer, one kind (one shift for truncations).
+/// The emitter runs each batch as one host call on the concatenated operands, with the
+/// largest bit bound of its members; the cost model charges exactly that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The layer.
+    pub layer: u32,
+    /// The nodes, in IR order.
+    pub members: Vec<usize>,
+}
+
+/// What batches an interactive node joins: equal keys in one layer run together.
+pub fn batch_key(ir: &Ir, id: usize) -> String {
+    let secret = |x: &usize| ir.nodes[*x].vis == crate::ir::Vis::Secret;
+    match &ir.nodes[id].op {
+        Op::Mul(..) => "mul".into(),
+        Op::Ltz(..) => "ltz".into(),
+        Op::Eqz(..) => "eqz".into(),
+        Op::Trunc(_, m) => format!("trunc{m}"),
+        Op::Select(c, a, b) if secret(c) && secret(a) && secret(b) => "select".into(),
+        _ => format!("single{id}"),
+    }
+}
+
+/// The batches of each layer, layers in order.
+pub fn batches(ir: &Ir) -> Vec<Batch> {
+    let layer = layers(ir);
+    let mut out: Vec<(Batch, String)> = Vec::new();
+    for (id, node) in ir.nodes.iter().enumerate() {
         if !node.is_interactive(&ir.nodes) {
-            layer[i] = base;
             continue;
         }
-        layer[i] = base + 1;
-        let (r, t, b, e, c) = node_cost(&node.op, node.len as u64, |a| ir.nodes[a].range.bits());
-        if layer_rounds.len() < layer[i] as usize {
-            layer_rounds.resize(layer[i] as usize, 0);
+        let key = batch_key(ir, id);
+        match out
+            .iter_mut()
+            .find(|(b, k)| b.layer == layer[id] && *k == key)
+        {
+            Some((b, _)) => b.members.push(id),
+            None => out.push((
+                Batch {
+                    layer: layer[id],
+                    members: vec![id],
+                },
+                key,
+            )),
         }
-        let slot = &mut layer_rounds[layer[i] as usize - 1];
-        *slot = (*slot).max(r);
+    }
+    let mut batches: Vec<Batch> = out.into_iter().map(|(b, _)| b).collect();
+    batches.sort_by_key(|b| b.layer);
+    batches
+}
+
+/// The bit bound a batch runs with: the largest of its members'.
+pub fn batch_bits(ir: &Ir, b: &Batch) -> u32 {
+    b.members
+        .iter()
+        .map(|id| match &ir.nodes[*id].op {
+            Op::Ltz(_, k) | Op::Eqz(_, k) => *k,
+            Op::Trunc(a, m) => ir.nodes[*a].range.bits().max(m + 1),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The cost of one evaluation of `ir`, as the emitted component runs it.
+pub fn cost(ir: &Ir) -> Cost {
+    let mut layer_rounds: Vec<u32> = Vec::new();
+    let (mut triples, mut bits, mut sent, mut comparisons, mut truncations) = (0, 0, 0, 0, 0);
+    for b in batches(ir) {
+        let first = &ir.nodes[b.members[0]];
+        let len: u64 = b.members.iter().map(|id| ir.nodes[*id].len as u64).sum();
+        let k = batch_bits(ir, &b);
+        let op = match first.op {
+            Op::Ltz(a, _) => Op::Ltz(a, k),
+            Op::Eqz(a, _) => Op::Eqz(a, k),
+            ref other => other.clone(),
+        };
+        let (r, t, bi, e, c) = node_cost(&op, len, |a| ir.nodes[a].range.bits());
+        if layer_rounds.len() < b.layer as usize {
+            layer_rounds.resize(b.layer as usize, 0);
+        }
+        // Each batch is one host call; the calls of a layer run one after another (the
+        // guest ABI has one op per call), so a layer costs the sum of its batches' rounds.
+        layer_rounds[b.layer as usize - 1] += r;
         triples += t;
-        bits += b;
+        bits += bi;
         sent += e;
         comparisons += c;
-        if matches!(node.op, Op::Trunc(..)) {
-            truncations += node.len as u64;
+        if matches!(op, Op::Trunc(..)) {
+            truncations += len;
         }
     }
     let rounds: u32 = layer_rounds.iter().sum();

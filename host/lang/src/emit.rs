@@ -852,6 +852,108 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Emits one layer's interactive ops: ops of one kind (and, for truncation, one shift)
+    /// run as a single host call on the concatenation of their operands, then the result is
+    /// sliced back, so the layer costs the rounds of its slowest kind, not their sum.
+    fn batch(
+        &mut self,
+        i: &mut InstructionSink,
+        batch: &crate::cost::Batch,
+    ) -> Result<(), EmitError> {
+        if batch.members.len() == 1 {
+            return self.secret_node(i, batch.members[0]);
+        }
+        self.batch_group(i, batch)
+    }
+
+    /// The concatenation of the given nodes' handles.
+    fn concat_handles(&mut self, i: &mut InstructionSink, ids: &[NodeId]) -> u32 {
+        let out = self.temp();
+        i.local_get(self.handle(ids[0])).local_set(out);
+        for id in &ids[1..] {
+            i.local_get(out)
+                .local_get(self.handle(*id))
+                .i32_const(RET as i32)
+                .call(F_CONCAT);
+            take_handle(i, out);
+        }
+        out
+    }
+
+    fn batch_group(
+        &mut self,
+        i: &mut InstructionSink,
+        batch: &crate::cost::Batch,
+    ) -> Result<(), EmitError> {
+        let ret = RET as i32;
+        let members = &batch.members[..];
+        let k = crate::cost::batch_bits(self.ir, batch);
+        let operands = |r: &Self, pos: usize| -> Vec<NodeId> {
+            members
+                .iter()
+                .map(|id| match &r.ir.nodes[*id].op {
+                    Op::Mul(a, b) => [*a, *b, 0][pos],
+                    Op::Select(c, a, b) => [*c, *a, *b][pos],
+                    Op::Ltz(a, _) | Op::Eqz(a, _) | Op::Trunc(a, _) => *a,
+                    _ => *id,
+                })
+                .collect()
+        };
+        let result = self.temp();
+        match &self.ir.nodes[members[0]].op {
+            Op::Mul(..) => {
+                let (x, y) = (operands(self, 0), operands(self, 1));
+                let (hx, hy) = (self.concat_handles(i, &x), self.concat_handles(i, &y));
+                i.local_get(hx).local_get(hy).i32_const(ret).call(F_MUL);
+            }
+            Op::Select(..) => {
+                let (c, a, b) = (operands(self, 0), operands(self, 1), operands(self, 2));
+                let (hc, ha, hb) = (
+                    self.concat_handles(i, &c),
+                    self.concat_handles(i, &a),
+                    self.concat_handles(i, &b),
+                );
+                i.local_get(hc)
+                    .local_get(ha)
+                    .local_get(hb)
+                    .i32_const(ret)
+                    .call(F_SELECT);
+            }
+            Op::Ltz(..) | Op::Eqz(..) => {
+                let f = if matches!(self.ir.nodes[members[0]].op, Op::Ltz(..)) {
+                    F_LTZ
+                } else {
+                    F_EQZ
+                };
+                let h = self.concat_handles(i, &operands(self, 0));
+                i.local_get(h).i32_const(k as i32).i32_const(ret).call(f);
+            }
+            Op::Trunc(_, m) => {
+                let m = *m;
+                let h = self.concat_handles(i, &operands(self, 0));
+                i.local_get(h)
+                    .i32_const(k as i32)
+                    .i32_const(m as i32)
+                    .i32_const(ret)
+                    .call(F_TRUNC);
+            }
+            _ => return Err(EmitError("not a batchable op".into())),
+        }
+        take_handle(i, result);
+        let mut offset = 0u32;
+        for id in members {
+            let len = self.ir.nodes[*id].len;
+            i.local_get(result)
+                .i32_const(offset as i32)
+                .i32_const((offset + len) as i32)
+                .i32_const(ret)
+                .call(F_SLICE);
+            take_handle(i, self.handle(*id));
+            offset += len;
+        }
+        Ok(())
+    }
+
     /// c·(a − b) + b, choosing local or interactive forms by who is secret.
     fn select(
         &mut self,
@@ -1124,8 +1226,9 @@ fn div_ceil(a: i128, b: i128) -> i128 {
 }
 
 fn run(ir: &Ir, l: &Layout) -> Result<Function, EmitError> {
-    // Locals: 7 i32 scratch, an i64, an f64, then one i32 handle per node and temporaries.
-    let temps = 8 * ir.nodes.len() as u32 + 16;
+    // Locals: 7 i32 scratch, an i64, an f64, then one i32 handle per node and temporaries
+    // (at most a few per node: lifts, negations, batch concatenations).
+    let temps = 12 * ir.nodes.len() as u32 + 16;
     let mut f = Function::new([
         (7, ValType::I32),
         (1, ValType::I64),
@@ -1148,10 +1251,23 @@ fn run(ir: &Ir, l: &Layout) -> Result<Function, EmitError> {
             r.decode_input(&mut i, p, id)?;
         }
     }
-    for (id, node) in ir.nodes.iter().enumerate() {
-        match node.vis {
-            Vis::Public => r.public_node(&mut i, id)?,
-            Vis::Secret => r.secret_node(&mut i, id)?,
+    // Layer by layer: the interactive ops of a layer first, batched so they share rounds,
+    // then the local nodes that depend on them.
+    let layer = crate::cost::layers(ir);
+    let batches = crate::cost::batches(ir);
+    let top = layer.iter().copied().max().unwrap_or(0);
+    for l in 0..=top {
+        for b in batches.iter().filter(|b| b.layer == l) {
+            r.batch(&mut i, b)?;
+        }
+        for (id, node) in ir.nodes.iter().enumerate() {
+            if layer[id] != l || node.is_interactive(&ir.nodes) {
+                continue;
+            }
+            match node.vis {
+                Vis::Public => r.public_node(&mut i, id)?,
+                Vis::Secret => r.secret_node(&mut i, id)?,
+            }
         }
         if r.next_temp >= L_HANDLES + ir.nodes.len() as u32 + temps {
             return Err(EmitError("too many temporaries".into()));

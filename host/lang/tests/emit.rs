@@ -1,6 +1,8 @@
 //! The emitted component, run by the component host on the plaintext backend, gives the
 //! IR evaluator's outputs; it imports only the world; the same source gives the same bytes.
 
+mod common;
+
 use std::collections::HashMap;
 
 use qvm_core::Fp;
@@ -128,18 +130,7 @@ async fn every_example_runs_and_matches() {
                 )
             })
             .collect();
-        let secrets: HashMap<String, Vec<i128>> = ir
-            .secrets
-            .iter()
-            .map(|p| {
-                (
-                    p.name.clone(),
-                    (0..p.len as i128)
-                        .map(|k| p.range.lo + (p.range.hi - p.range.lo) * ((k * 5 % 13) + 1) / 14)
-                        .collect(),
-                )
-            })
-            .collect();
+        let secrets = common::spread_secrets(&ir);
         let (fields, scaled) = input_fields(&ir, &values);
         let expected = evaluate(&ir, &scaled, &secrets).expect("evaluates");
         let got = run_component(&ir, fields, &secrets)

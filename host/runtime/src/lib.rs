@@ -27,6 +27,7 @@
 
 pub mod backend;
 mod bindings;
+pub mod cluster;
 mod error;
 mod host;
 

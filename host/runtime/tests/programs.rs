@@ -4,20 +4,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::{SQUARE, backend_with_w, component, module, plaintext_runtime};
 use qvm_core::{Fp, PartyIndex, PartySet};
-use qvm_mpc::msgs::{OpenedMsg, ShareMsg};
 use qvm_mpc::online::{Op, OpCost};
-use qvm_mpc::output::OutputCollector;
 use qvm_mpc::pool::PoolKind;
 use qvm_mpc::sim::Simulation;
-use qvm_runtime::{
-    BackendError, BoxFuture, MpcBackend, Runtime, RuntimeConfig, RuntimeError, Transport,
-};
-use tokio::sync::{broadcast, mpsc};
+use qvm_runtime::cluster::{self, ClusterRuntime};
+use qvm_runtime::{Runtime, RuntimeConfig, RuntimeError};
 
 #[tokio::test]
 async fn square_through_the_plaintext_backend() {
@@ -44,34 +40,6 @@ async fn a_missing_secret_is_the_programs_error() {
     );
 }
 
-/// A custodian's link to the king task.
-struct Channel {
-    to_king: mpsc::Sender<ShareMsg>,
-    from_king: broadcast::Receiver<OpenedMsg>,
-}
-
-impl Transport for Channel {
-    fn exchange(&mut self, msg: ShareMsg) -> BoxFuture<'_, Result<OpenedMsg, BackendError>> {
-        Box::pin(async move {
-            let round = msg.round;
-            self.to_king
-                .send(msg)
-                .await
-                .map_err(|e| BackendError::Interaction(e.to_string()))?;
-            loop {
-                let opened = self
-                    .from_king
-                    .recv()
-                    .await
-                    .map_err(|e| BackendError::Interaction(e.to_string()))?;
-                if opened.round == round {
-                    return Ok(opened);
-                }
-            }
-        })
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn square_under_mpc_equals_plaintext() -> qvm_mpc::Result<()> {
     let w: Vec<i64> = vec![3, -2, 0, 1 << 20, -(1 << 30)];
@@ -86,54 +54,17 @@ async fn square_under_mpc_equals_plaintext() -> qvm_mpc::Result<()> {
     }
     .cost();
     let members = PartySet::first(3);
-    let (config, custodians, mut king) = sim.session(members, cost)?.into_parts();
-
-    let (to_king, mut king_rx) = mpsc::channel::<ShareMsg>(16);
-    let (king_tx, _) = broadcast::channel::<OpenedMsg>(16);
-    let king_out = king_tx.clone();
-    let king_task = tokio::spawn(async move {
-        while let Some(msg) = king_rx.recv().await {
-            if let Some(opened) = king.receive(msg)? {
-                let _ = king_out.send(opened);
-            }
-        }
-        Ok::<_, qvm_mpc::Error>(())
-    });
-
-    let rt: Arc<Runtime<MpcBackend<Channel>>> =
+    let (config, custodians, king) = sim.session(members, cost)?.into_parts();
+    let rt: Arc<ClusterRuntime> =
         Arc::new(Runtime::new(RuntimeConfig::default()).expect("runtime"));
     let program = rt.load(&component(&module(SQUARE), None)).expect("loads");
-    let mut tasks = Vec::new();
-    for (p, session) in custodians {
-        let mut secrets = HashMap::new();
-        secrets.insert("w".to_string(), shares[p.get() as usize - 1].clone());
-        let transport = Channel {
-            to_king: to_king.clone(),
-            from_king: king_tx.subscribe(),
-        };
-        let backend = MpcBackend::new(session, secrets, transport);
-        let (rt, program) = (Arc::clone(&rt), program.clone());
-        tasks.push(tokio::spawn(async move {
-            let (result, backend) = rt.run(&program, backend, Vec::new()).await;
-            let outputs = result.expect("custodian run");
-            let msg = backend
-                .session()
-                .output_message(&outputs[0].1)
-                .expect("mask");
-            (p, msg)
-        }));
-    }
-    drop(to_king);
-    let mut collector = OutputCollector::new(config);
-    let mut revealed = None;
-    let mut seen: BTreeMap<PartyIndex, ()> = BTreeMap::new();
-    for t in tasks {
-        let (p, msg) = t.await.expect("task");
-        seen.insert(p, ());
-        revealed = collector.receive(msg)?;
-    }
-    king_task.await.expect("king task")?;
-    assert_eq!(seen.len(), 3);
+    let secrets =
+        |p: PartyIndex| HashMap::from([("w".to_string(), shares[p.get() as usize - 1].clone())]);
+    let outcome = cluster::run(rt, &program, config, custodians, king, secrets, Vec::new())
+        .await
+        .expect("cluster run");
+    assert_eq!(outcome.rounds, 1);
+    let revealed = Some(outcome.outputs[0].1.clone());
 
     let rt_plain = plaintext_runtime(RuntimeConfig::default());
     let plain = rt_plain

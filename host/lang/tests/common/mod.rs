@@ -70,3 +70,16 @@ pub fn program() -> impl Strategy<Value = String> {
 pub fn values(len: usize) -> impl Strategy<Value = Vec<i128>> {
     proptest::collection::vec(-20i128..=20, len)
 }
+
+/// Secret values spread over each secret's declared bounds (deterministic).
+pub fn spread_secrets(ir: &qvm_lang::ir::Ir) -> std::collections::HashMap<String, Vec<i128>> {
+    ir.secrets
+        .iter()
+        .map(|p| {
+            let values = (0..p.len as i128)
+                .map(|k| p.range.lo + (p.range.hi - p.range.lo) * ((k * 5 % 13) + 1) / 14)
+                .collect();
+            (p.name.clone(), values)
+        })
+        .collect()
+}
