@@ -81,30 +81,10 @@ pub fn evaluate(
     let secrets = take(&ir.secrets, secrets)?;
     let mut values: Vec<Vec<i128>> = Vec::with_capacity(ir.nodes.len());
     for node in &ir.nodes {
-        let v = |id: &usize| &values[*id];
-        let zip = |a: &usize, b: &usize, f: &dyn Fn(i128, i128) -> i128| -> Vec<i128> {
-            v(a).iter().zip(v(b)).map(|(x, y)| f(*x, *y)).collect()
-        };
         let out: Vec<i128> = match &node.op {
             Op::Input(n) => inputs.get(n).cloned().unwrap_or_default(),
             Op::Secret(n) => secrets.get(n).cloned().unwrap_or_default(),
-            Op::Const(c) => c.clone(),
-            Op::Add(a, b) => zip(a, b, &|x, y| x + y),
-            Op::Sub(a, b) => zip(a, b, &|x, y| x - y),
-            Op::Mul(a, b) => zip(a, b, &|x, y| x * y),
-            Op::Neg(a) => v(a).iter().map(|x| -x).collect(),
-            Op::MulConst(a, c) => v(a).iter().map(|x| x * c).collect(),
-            Op::Trunc(a, m) => v(a).iter().map(|x| x >> m).collect(),
-            Op::Ltz(a, _) => v(a).iter().map(|x| (*x < 0) as i128).collect(),
-            Op::Eqz(a, _) => v(a).iter().map(|x| (*x == 0) as i128).collect(),
-            Op::Select(c, a, b) => {
-                let (c, a, b) = (v(c), v(a), v(b));
-                (0..c.len()).map(|i| c[i] * (a[i] - b[i]) + b[i]).collect()
-            }
-            Op::Sum(a) => vec![v(a).iter().sum()],
-            Op::Slice(a, s, e) => v(a)[*s as usize..*e as usize].to_vec(),
-            Op::Concat(parts) => parts.iter().flat_map(|p| v(p).iter().copied()).collect(),
-            Op::Broadcast(a, n) => vec![v(a).first().copied().unwrap_or(0); *n as usize],
+            op => apply(op, &values),
         };
         values.push(out);
     }
@@ -113,6 +93,35 @@ pub fn evaluate(
         .iter()
         .map(|(n, id)| (n.clone(), values[*id].clone()))
         .collect())
+}
+
+/// One op on the values of the nodes before it (inputs and secrets are given, not
+/// computed). Shared by the evaluator and constant folding.
+pub fn apply(op: &Op, values: &[Vec<i128>]) -> Vec<i128> {
+    let v = |id: &usize| &values[*id];
+    let zip = |a: &usize, b: &usize, f: &dyn Fn(i128, i128) -> i128| -> Vec<i128> {
+        v(a).iter().zip(v(b)).map(|(x, y)| f(*x, *y)).collect()
+    };
+    match op {
+        Op::Input(_) | Op::Secret(_) => Vec::new(),
+        Op::Const(c) => c.clone(),
+        Op::Add(a, b) => zip(a, b, &|x, y| x + y),
+        Op::Sub(a, b) => zip(a, b, &|x, y| x - y),
+        Op::Mul(a, b) => zip(a, b, &|x, y| x * y),
+        Op::Neg(a) => v(a).iter().map(|x| -x).collect(),
+        Op::MulConst(a, c) => v(a).iter().map(|x| x * c).collect(),
+        Op::Trunc(a, m) => v(a).iter().map(|x| x >> m).collect(),
+        Op::Ltz(a, _) => v(a).iter().map(|x| (*x < 0) as i128).collect(),
+        Op::Eqz(a, _) => v(a).iter().map(|x| (*x == 0) as i128).collect(),
+        Op::Select(c, a, b) => {
+            let (c, a, b) = (v(c), v(a), v(b));
+            (0..c.len()).map(|i| c[i] * (a[i] - b[i]) + b[i]).collect()
+        }
+        Op::Sum(a) => vec![v(a).iter().sum()],
+        Op::Slice(a, s, e) => v(a)[*s as usize..*e as usize].to_vec(),
+        Op::Concat(parts) => parts.iter().flat_map(|p| v(p).iter().copied()).collect(),
+        Op::Broadcast(a, n) => vec![v(a).first().copied().unwrap_or(0); *n as usize],
+    }
 }
 
 /// Scales real inputs to the integers the program declares: fixed values times 2^f

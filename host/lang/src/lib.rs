@@ -2,8 +2,8 @@
 //! (DESIGN.md §6).
 //!
 //! Pipeline: [`parser`] → [`check`] (names, types, secrecy, bounds; lowering to the SSA IR
-//! of [`ir`] with range analysis and truncation insertion) → [`cost`] → (next: the Wasm
-//! component). [`eval`] evaluates the IR on plain values: the reference every threshold
+//! of [`ir`] with range analysis and truncation insertion) → [`opt`] (constant folding,
+//! dead code; CSE happens while building) → [`cost`] → [`emit`] (the Wasm component). [`eval`] evaluates the IR on plain values: the reference every threshold
 //! result is tested against.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -17,6 +17,7 @@ pub mod emit;
 pub mod eval;
 pub mod ir;
 pub mod lexer;
+pub mod opt;
 pub mod parser;
 
 pub use diag::{CompileError, Diagnostic, Span};
@@ -29,7 +30,7 @@ const COMPILER_STACK: usize = 64 << 20;
 pub fn compile_ir(source: &str) -> Result<ir::Ir, CompileError> {
     let run = || {
         let program = parser::parse(source)?;
-        check::check(&program, source)
+        check::check(&program, source).map(opt::optimize)
     };
     std::thread::scope(|s| {
         match std::thread::Builder::new()
