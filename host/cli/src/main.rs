@@ -5,6 +5,7 @@
 
 mod compile;
 mod demo;
+mod package;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -36,9 +37,23 @@ enum Command {
     Compile(compile::Args),
     /// Run a program on plain values (the owner's what-if run), through its component.
     Run(run::Args),
+    /// Generate a role's keys.
+    Keygen(package::KeygenArgs),
+    /// Committees.
+    #[command(subcommand)]
+    Committee(CommitteeCommand),
+    /// Program packages.
+    #[command(subcommand)]
+    Package(package::PackageCommand),
     /// The whole workflow in one process: compile, share, offline phase, evaluation by K
     /// custodians under MPC, masked outputs reconstructed, compared with plaintext.
     Demo(demo::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum CommitteeCommand {
+    /// Write committee.json from the custodians' and coordinator's public keys.
+    Init(package::CommitteeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +65,9 @@ fn main() -> std::process::ExitCode {
         Some(Command::Compile(args)) => compile::run(args),
         Some(Command::Run(args)) => run::run(args),
         Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Keygen(args)) => package::keygen(args),
+        Some(Command::Committee(CommitteeCommand::Init(args))) => package::committee(args),
+        Some(Command::Package(cmd)) => package::package(cmd),
         None => std::process::ExitCode::SUCCESS,
     }
 }
