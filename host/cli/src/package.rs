@@ -61,6 +61,13 @@ pub enum PackageCommand {
     },
     /// Every check a custodian makes before approving.
     Verify(VerifyArgs),
+    /// What changed between two versions: source, schema, cost, policy (no secret).
+    Diff {
+        /// The old version.
+        old: PathBuf,
+        /// The new version.
+        new: PathBuf,
+    },
 }
 
 /// `qvm package build`.
@@ -186,6 +193,12 @@ pub fn package(cmd: PackageCommand) -> ExitCode {
         PackageCommand::Build(a) => build(a),
         PackageCommand::Inspect { package } => inspect(&package),
         PackageCommand::Verify(a) => verify_cmd(a),
+        PackageCommand::Diff { old, new } => (|| {
+            let (_, old) = read_package(&old)?;
+            let (_, new) = read_package(&new)?;
+            print!("{}", qvm_package::diff::diff(&old.manifest, &new.manifest));
+            Ok(())
+        })(),
     })
 }
 

@@ -14,6 +14,7 @@
 pub mod approval;
 pub mod build;
 pub mod committee;
+pub mod diff;
 mod error;
 pub mod keys;
 pub mod manifest;

@@ -439,3 +439,73 @@ fn key_files_round_trip_with_private_permissions() {
     assert!(ks.write(&dir).is_err(), "keys are never overwritten");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn diff_shows_what_changed_and_no_secret() {
+    let mut w = world(2, 3);
+    let v1 = package(&mut w, 1, None);
+    let source2 = SOURCE.replace(
+        "output approve = score >= cutoff",
+        "output approve = score >= cutoff\noutput high = score >= 100.0",
+    );
+    let policy = policy(&mut w);
+    let req = BuildRequest {
+        source: &source2,
+        secrets_toml: SECRETS,
+        policy,
+        committee: &w.committee,
+        owner: &w.owner.signing,
+        version: 2,
+        previous: Some(&v1.manifest),
+    };
+    let v2 = build(req, &mut w.rng).expect("builds");
+    let d = qvm_package::diff::diff(&v1.manifest, &v2.manifest);
+    assert!(d.contains("version 1 -> credit_score version 2"), "{d}");
+    assert!(d.contains("+ output high"), "{d}");
+    assert!(d.contains("+ output high = score >= 100.0"), "{d}");
+    assert!(
+        d.contains("~ identity bank") && d.contains("(new key)"),
+        "{d}"
+    );
+    assert!(d.contains("names the old one as its previous"), "{d}");
+    // No secret value appears: the example weight 1.25 is not printed anywhere.
+    assert!(!d.contains("1.25") && !d.contains("81920"), "{d}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Random bytes after the magic never panic the package parser.
+    #[test]
+    fn random_package_bytes_are_refused(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        let mut bytes = qvm_package::manifest::MAGIC.to_vec();
+        bytes.extend(body);
+        proptest::prop_assert!(Package::from_bytes(&bytes).is_err());
+    }
+}
+
+/// Mutations of a real package (truncation, byte flips, length fields set huge) are
+/// refused quickly, without panicking or allocating beyond the input.
+#[test]
+fn hostile_package_files_are_refused() {
+    let mut w = world(2, 3);
+    let bytes = package(&mut w, 1, None).to_bytes().expect("encodes");
+    for cut in (0..bytes.len()).step_by(97) {
+        assert!(Package::from_bytes(&bytes[..cut]).is_err());
+    }
+    // ULEB128 lengths of 2^35 and 2^63 where the first string length stands.
+    for forged in [
+        vec![0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        vec![0xff; 9].into_iter().chain([0x7f]).collect::<Vec<u8>>(),
+    ] {
+        let mut b = qvm_package::manifest::MAGIC.to_vec();
+        b.extend(&forged);
+        b.extend(&bytes[8..64]);
+        let started = std::time::Instant::now();
+        assert!(Package::from_bytes(&b).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+    let mut big = qvm_package::manifest::MAGIC.to_vec();
+    big.resize(qvm_package::manifest::MAX_PACKAGE_BYTES + 1, 0);
+    assert!(Package::from_bytes(&big).is_err());
+}
