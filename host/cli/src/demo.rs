@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use qvm_core::{Fp, PartyIndex, PartySet};
 use qvm_mpc::SharedVec;
 use qvm_mpc::online::OpCost;
@@ -86,31 +86,13 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     );
 
     // 2. Share the secrets among N custodians.
-    let table: toml::Table = SECRETS.parse().context("embedded secrets")?;
     let mut sim = Simulation::new(args.k, args.n, 2026)?;
-    let mut plain = HashMap::new();
+    let plain: HashMap<String, Vec<Fp>> = qvm_package::build::read_secrets(&ir, SECRETS)?
+        .into_iter()
+        .collect();
     let mut shared = HashMap::new();
-    for p in &ir.secrets {
-        let reals: Vec<f64> = match table.get(&p.name) {
-            Some(toml::Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))
-                .collect(),
-            Some(v) => vec![
-                v.as_float()
-                    .or(v.as_integer().map(|i| i as f64))
-                    .unwrap_or(0.0),
-            ],
-            None => anyhow::bail!("no value for secret `{}`", p.name),
-        };
-        let scaled = qvm_lang::eval::scale_values(&ir, p, &reals)
-            .ok_or_else(|| anyhow!("bad secret `{}`", p.name))?;
-        let values: Vec<Fp> = scaled
-            .iter()
-            .map(|v| Fp::from_i128(*v))
-            .collect::<Result<_, _>>()?;
-        shared.insert(p.name.clone(), sim.share(&values)?);
-        plain.insert(p.name.clone(), values);
+    for (name, values) in &plain {
+        shared.insert(name.clone(), sim.share(values)?);
     }
     println!(
         "shared {} secrets among {} custodians (threshold {})",

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use qvm_core::Fp;
 use qvm_lang::ast::Scalar;
-use qvm_lang::ir::{Ir, Param};
+use qvm_lang::ir::Ir;
 use qvm_runtime::{Field, PlaintextBackend, Runtime, RuntimeConfig, Value};
 
 /// Arguments of `qvm run`.
@@ -82,61 +82,14 @@ fn format_value(v: Fp, scale: u32) -> String {
     }
 }
 
-fn numbers(v: &toml::Value) -> Option<Vec<f64>> {
-    match v {
-        toml::Value::Integer(i) => Some(vec![*i as f64]),
-        toml::Value::Float(f) => Some(vec![*f]),
-        toml::Value::Boolean(b) => Some(vec![*b as u8 as f64]),
-        toml::Value::Array(a) => a
-            .iter()
-            .map(|x| numbers(x).and_then(|v| v.first().copied()))
-            .collect(),
-        _ => None,
-    }
-}
-
+/// The secrets file, read and checked the way `qvm package build` reads it.
 fn read_secrets(ir: &Ir, path: &PathBuf) -> anyhow::Result<HashMap<String, Vec<Fp>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    let mut out = HashMap::new();
-    for p in &ir.secrets {
-        let v = table
-            .get(&p.name)
-            .ok_or_else(|| anyhow!("{} has no value for secret `{}`", path.display(), p.name))?;
-        let reals = numbers(v)
-            .ok_or_else(|| anyhow!("secret `{}` must be a number or a list of numbers", p.name))?;
-        out.insert(p.name.clone(), scaled(ir, p, &reals)?);
-    }
-    if let Some(extra) = table
-        .keys()
-        .find(|k| !ir.secrets.iter().any(|p| &p.name == *k))
-    {
-        bail!(
-            "{} has a value for `{extra}`, which the program does not declare",
-            path.display()
-        );
-    }
-    Ok(out)
-}
-
-/// Scales, checks length and bounds.
-fn scaled(ir: &Ir, p: &Param, reals: &[f64]) -> anyhow::Result<Vec<Fp>> {
-    if reals.len() != p.len as usize {
-        bail!("`{}` needs {} value(s), got {}", p.name, p.len, reals.len());
-    }
-    let ints = qvm_lang::eval::scale_values(ir, p, reals)
-        .ok_or_else(|| anyhow!("`{}` has a value that is not a valid {:?}", p.name, p.ty))?;
-    ints.iter()
-        .map(|v| {
-            if *v < p.range.lo || *v > p.range.hi {
-                bail!("`{}` has a value outside its declared bounds", p.name);
-            }
-            Ok(Fp::from_i128(*v)?)
-        })
-        .collect()
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    Ok(qvm_package::build::read_secrets(ir, &text)?
+        .into_iter()
+        .collect())
 }
 
 fn parse_inputs(ir: &Ir, given: &[String]) -> anyhow::Result<Vec<Field>> {

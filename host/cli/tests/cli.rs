@@ -1,19 +1,8 @@
 //! The `qvm` binary, run as a process: compile and what-if run the examples.
 
-use std::process::Command;
+mod common;
 
-fn qvm(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qvm"))
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .args(args)
-        .output()
-        .expect("qvm runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::qvm;
 
 #[test]
 fn compile_prints_the_class_and_cost() {

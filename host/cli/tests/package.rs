@@ -2,21 +2,11 @@
 //! as each custodian, and a tampered package refused. Also times `package build` for the
 //! four examples.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn qvm(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qvm"))
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .args(args)
-        .output()
-        .expect("qvm runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::qvm;
+
+use std::path::{Path, PathBuf};
 
 fn ok(args: &[&str]) -> String {
     let (code, out, err) = qvm(args);

@@ -95,7 +95,7 @@ fn node_cost(op: &Op, len: u64, k_of: impl Fn(usize) -> u32) -> (u32, u64, u64, 
 pub fn layers(ir: &Ir) -> Vec<u32> {
     let mut layer = vec![0u32; ir.nodes.len()];
     for (i, node) in ir.nodes.iter().enumerate() {
-        let base = deps(&node.op).iter().map(|d| layer[*d]).max().unwrap_or(0);
+        let base = node.op.deps().iter().map(|d| layer[*d]).max().unwrap_or(0);
         layer[i] = base + node.is_interactive(&ir.nodes) as u32;
     }
     layer
@@ -209,23 +209,5 @@ pub fn cost(ir: &Ir) -> Cost {
         elements_sent: sent,
         bytes_per_custodian: sent * qvm_mpc::msgs::FIELD_BYTES,
         cost_units: 1 + rounds as u64 + sent.div_ceil(1000),
-    }
-}
-
-/// The nodes a node reads.
-pub fn deps(op: &Op) -> Vec<usize> {
-    match op {
-        Op::Input(_) | Op::Secret(_) | Op::Const(_) => Vec::new(),
-        Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => vec![*a, *b],
-        Op::Neg(a)
-        | Op::MulConst(a, _)
-        | Op::Trunc(a, _)
-        | Op::Ltz(a, _)
-        | Op::Eqz(a, _)
-        | Op::Sum(a)
-        | Op::Slice(a, ..)
-        | Op::Broadcast(a, _) => vec![*a],
-        Op::Select(c, a, b) => vec![*c, *a, *b],
-        Op::Concat(parts) => parts.clone(),
     }
 }

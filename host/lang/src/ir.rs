@@ -100,6 +100,44 @@ pub enum Op {
     Broadcast(NodeId, u32),
 }
 
+impl Op {
+    /// The nodes this op reads.
+    pub fn deps(&self) -> Vec<NodeId> {
+        match self {
+            Op::Input(_) | Op::Secret(_) | Op::Const(_) => Vec::new(),
+            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => vec![*a, *b],
+            Op::Neg(a)
+            | Op::MulConst(a, _)
+            | Op::Trunc(a, _)
+            | Op::Ltz(a, _)
+            | Op::Eqz(a, _)
+            | Op::Sum(a)
+            | Op::Slice(a, ..)
+            | Op::Broadcast(a, _) => vec![*a],
+            Op::Select(c, a, b) => vec![*c, *a, *b],
+            Op::Concat(parts) => parts.clone(),
+        }
+    }
+
+    /// The node ids this op reads, to renumber them.
+    pub fn deps_mut(&mut self) -> Vec<&mut NodeId> {
+        match self {
+            Op::Input(_) | Op::Secret(_) | Op::Const(_) => Vec::new(),
+            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => vec![a, b],
+            Op::Neg(a)
+            | Op::MulConst(a, _)
+            | Op::Trunc(a, _)
+            | Op::Ltz(a, _)
+            | Op::Eqz(a, _)
+            | Op::Sum(a)
+            | Op::Slice(a, ..)
+            | Op::Broadcast(a, _) => vec![a],
+            Op::Select(c, a, b) => vec![c, a, b],
+            Op::Concat(parts) => parts.iter_mut().collect(),
+        }
+    }
+}
+
 /// A node: its op and what the analysis proved about it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Node {

@@ -1,7 +1,6 @@
 //! Optimizations on the IR, after checking: constant folding and dead-code elimination.
 //! (Common subexpressions are shared as the IR is built: see [`crate::ir::Builder`].)
 
-use crate::cost::deps;
 use crate::eval::apply;
 use crate::ir::{Interval, Ir, NodeId, Op};
 
@@ -18,7 +17,7 @@ pub fn fold(mut ir: Ir) -> Ir {
     for id in 0..ir.nodes.len() {
         let op = &ir.nodes[id].op;
         let foldable =
-            !matches!(op, Op::Input(_) | Op::Secret(_)) && deps(op).iter().all(|d| constant[*d]);
+            !matches!(op, Op::Input(_) | Op::Secret(_)) && op.deps().iter().all(|d| constant[*d]);
         if foldable {
             let v = apply(op, &values);
             let range = v
@@ -48,7 +47,7 @@ pub fn prune(ir: Ir) -> Ir {
     while let Some(id) = stack.pop() {
         if !live[id] {
             live[id] = true;
-            stack.extend(deps(&ir.nodes[id].op));
+            stack.extend(ir.nodes[id].op.deps());
         }
     }
     let mut map = vec![usize::MAX; n];
@@ -58,27 +57,8 @@ pub fn prune(ir: Ir) -> Ir {
             continue;
         }
         let mut node = node;
-        let m = |x: &mut NodeId| *x = map[*x];
-        match &mut node.op {
-            Op::Input(_) | Op::Secret(_) | Op::Const(_) => {}
-            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => {
-                m(a);
-                m(b);
-            }
-            Op::Neg(a)
-            | Op::MulConst(a, _)
-            | Op::Trunc(a, _)
-            | Op::Ltz(a, _)
-            | Op::Eqz(a, _)
-            | Op::Sum(a)
-            | Op::Slice(a, ..)
-            | Op::Broadcast(a, _) => m(a),
-            Op::Select(c, a, b) => {
-                m(c);
-                m(a);
-                m(b);
-            }
-            Op::Concat(parts) => parts.iter_mut().for_each(m),
+        for d in node.op.deps_mut() {
+            *d = map[*d];
         }
         map[id] = nodes.len();
         nodes.push(node);
@@ -112,7 +92,7 @@ mod tests {
         assert_eq!(crate::cost::cost(&ir).class, crate::cost::Class::LocalOnly);
         // Every reference points backwards (topological order survives renumbering).
         for (id, n) in ir.nodes.iter().enumerate() {
-            assert!(crate::cost::deps(&n.op).iter().all(|d| *d < id));
+            assert!(n.op.deps().iter().all(|d| *d < id));
         }
     }
 }
