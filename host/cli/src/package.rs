@@ -202,6 +202,11 @@ pub fn package(cmd: PackageCommand) -> ExitCode {
     })
 }
 
+/// The manifest of the previous version's package, when one is named.
+fn read_previous(path: Option<&Path>) -> anyhow::Result<Option<Manifest>> {
+    Ok(path.map(read_package).transpose()?.map(|(_, p)| p.manifest))
+}
+
 fn build(a: BuildArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let source = read(&a.source)?;
@@ -209,12 +214,7 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
     let policy = Policy::from_toml(&read(&a.policy)?)?;
     let committee = Committee::from_json(&read(&a.committee)?)?;
     let owner = KeySet::read(&a.owner_key)?;
-    let previous = a
-        .previous
-        .as_deref()
-        .map(read_package)
-        .transpose()?
-        .map(|(_, p)| p.manifest);
+    let previous = read_previous(a.previous.as_deref())?;
     let req = qvm_package::build::BuildRequest {
         source: &source,
         secrets_toml: &secrets,
@@ -313,12 +313,7 @@ fn verify_cmd(a: VerifyArgs) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&a.package).with_context(|| format!("reading {}", a.package.display()))?;
     let committee = Committee::from_json(&read(&a.committee)?)?;
-    let previous = a
-        .previous
-        .as_deref()
-        .map(read_package)
-        .transpose()?
-        .map(|(_, p)| p.manifest);
+    let previous = read_previous(a.previous.as_deref())?;
     let keys = a.as_custodian.as_deref().map(KeySet::read).transpose()?;
     let custodian = match &keys {
         None => None,

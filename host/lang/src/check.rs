@@ -181,7 +181,9 @@ impl<'a> Checker<'a> {
                     .with_secondary(first.clone(), "first defined here"));
                 }
                 let v = self.expr(&b.value)?;
-                let v = self.output_scale(v, &b.value.span)?;
+                // An output keeps the scale it was computed at (the schema records it):
+                // rescaling a value about to be revealed would cost a round and reveal
+                // nothing less, and linear programs then need no interaction at all.
                 self.outputs
                     .push((b.name.name.clone(), v, b.name.span.clone()));
                 Ok(())
@@ -684,14 +686,6 @@ impl<'a> Checker<'a> {
             },
             span,
         )
-    }
-
-    /// An output keeps the scale it was computed at (the schema records it): rescaling a
-    /// value that is about to be revealed would cost a round and reveal nothing less, and a
-    /// program with only linear operations on secrets then needs no interaction at all.
-    /// Ints and bools are at scale 0 by construction.
-    fn output_scale(&mut self, v: NodeId, _span: &Span) -> R<NodeId> {
-        Ok(v)
     }
 
     // ----- expressions -----

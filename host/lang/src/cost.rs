@@ -58,13 +58,10 @@ pub struct Cost {
 }
 
 /// One interactive node's (rounds, triples, bits, elements sent, comparisons).
-fn node_cost(op: &Op, len: u64, k_of: impl Fn(usize) -> u32) -> (u32, u64, u64, u64, u64) {
+fn node_cost(op: &Op, len: u64) -> (u32, u64, u64, u64, u64) {
     match op {
         Op::Mul(..) | Op::Select(..) => (1, len, 0, 2 * len, 0),
-        Op::Trunc(a, m) => {
-            let _ = k_of(*a);
-            (1, 0, len * *m as u64, len, 0)
-        }
+        Op::Trunc(_, m) => (1, 0, len * *m as u64, len, 0),
         Op::Ltz(_, k) => {
             let m = k - 1;
             (
@@ -179,7 +176,7 @@ pub fn cost(ir: &Ir) -> Cost {
             Op::Eqz(a, _) => Op::Eqz(a, k),
             ref other => other.clone(),
         };
-        let (r, t, bi, e, c) = node_cost(&op, len, |a| ir.nodes[a].range.bits());
+        let (r, t, bi, e, c) = node_cost(&op, len);
         if layer_rounds.len() < b.layer as usize {
             layer_rounds.resize(b.layer as usize, 0);
         }

@@ -1,7 +1,6 @@
 //! A custodian's verification refuses every tampering, naming the failed check; a
 //! certificate needs K distinct valid approvals of exactly the package.
 
-use qvm_core::encoding::to_canonical;
 use qvm_core::sign::SigningKey;
 use qvm_package::VerifyError;
 use qvm_package::approval::{Approval, Certificate, CertificateError, Decision};
@@ -354,68 +353,80 @@ fn certificates_need_k_distinct_valid_approvals_of_exactly_this_package() {
     );
 }
 
-/// The package file alone, and any K − 1 opened bundles, leave each secret undetermined:
-/// K − 1 shares and any candidate value always lie on a polynomial of degree K − 1.
+/// The package file alone, and any K − 1 opened bundles, leave each secret undetermined,
+/// while K bundles reconstruct it: no secret is in the file in the clear; K bundles give
+/// back exactly the owner's values; the shares K − 1 custodians hold change from one build
+/// of the same secrets to the next (fresh randomness), and the secret cannot be read off
+/// them as if the sharing were of lower degree.
 #[test]
 fn k_minus_one_bundles_leave_every_secret_undetermined() {
     use qvm_core::shamir::Lagrange;
     use qvm_core::{Fp, PartyIndex};
     let mut w = world(3, 5);
-    let pkg = package(&mut w, 1, None);
-    let bytes = pkg.to_bytes().expect("encodes");
-    // The package file holds no secret in the clear: the example weight 0.5 (scaled) does
-    // not occur as a 16-byte field element anywhere in it.
+    let open_all = |w: &World, bytes: &[u8], who: &[u8]| -> Vec<qvm_package::manifest::Bundle> {
+        who.iter()
+            .map(|i| {
+                verify(bytes, &w.committee, None, Some(as_custodian(w, *i)))
+                    .expect("verifies")
+                    .bundle
+                    .expect("opened")
+            })
+            .collect()
+    };
+    let first = package(&mut w, 1, None).to_bytes().expect("encodes");
+    let second = package(&mut w, 1, None).to_bytes().expect("encodes");
+    // No secret in the clear: the example weight 0.5 (scaled) is nowhere in the file.
     let half = Fp::from(1u64 << 15).to_le_bytes();
-    assert!(!bytes.windows(16).any(|win| win == half));
-    let b1 = verify(&bytes, &w.committee, None, Some(as_custodian(&w, 1)))
-        .expect("v")
-        .bundle
-        .expect("b");
-    let b4 = verify(&bytes, &w.committee, None, Some(as_custodian(&w, 4)))
-        .expect("v")
-        .bundle
-        .expect("b");
+    assert!(!first.windows(16).any(|win| win == half));
+
+    let (ir, _) = qvm_package::build::compile(SOURCE).expect("compiles");
+    let secrets = qvm_package::build::read_secrets(&ir, SECRETS).expect("secrets");
+    let who = [1u8, 4, 5];
+    let (a, b) = (open_all(&w, &first, &who), open_all(&w, &second, &who));
     let lagrange = Lagrange::new();
-    for (s, (name, shares1)) in b1.secrets.iter().enumerate() {
-        let shares4 = &b4.secrets[s].1;
-        for e in 0..shares1.len() {
-            for candidate in [Fp::ZERO, Fp::ONE, Fp::from(1u64 << 15), -Fp::from(12345u64)] {
-                // Points (1, s1), (4, s4) and a candidate at x = 0: always degree ≤ 2 (K − 1).
-                let xs = [
-                    PartyIndex::new(1).expect("1"),
-                    PartyIndex::new(4).expect("4"),
-                ];
-                let at = |x: u8| -> Fp {
-                    // Interpolate the candidate polynomial through (0, c), (1, s1), (4, s4) at x via
-                    // Lagrange over the points {1, 4} plus 0: computed directly.
-                    let pts = [
-                        (Fp::ZERO, candidate),
-                        (xs[0].point(), shares1[e]),
-                        (xs[1].point(), shares4[e]),
-                    ];
-                    let xf = Fp::from(x);
-                    pts.iter()
-                        .enumerate()
-                        .map(|(i, (xi, yi))| {
-                            let l: Fp = pts
-                                .iter()
-                                .enumerate()
-                                .filter(|(j, _)| *j != i)
-                                .map(|(_, (xj, _))| {
-                                    (xf - *xj) * (*xi - *xj).inverse().expect("distinct")
-                                })
-                                .product();
-                            l * *yi
-                        })
-                        .sum()
-                };
-                assert_eq!(at(1), shares1[e], "{name}");
-                assert_eq!(at(4), shares4[e], "{name}");
-                let _ = &lagrange;
-            }
+    let points = |bundles: &[qvm_package::manifest::Bundle],
+                  s: usize,
+                  e: usize,
+                  n: usize|
+     -> Vec<(PartyIndex, Fp)> {
+        bundles[..n]
+            .iter()
+            .map(|bd| {
+                (
+                    PartyIndex::new(bd.custodian as u32).expect("index"),
+                    bd.secrets[s].1[e],
+                )
+            })
+            .collect()
+    };
+    for (s, (name, values)) in secrets.iter().enumerate() {
+        for (e, value) in values.iter().enumerate() {
+            // K = 3 bundles reconstruct the owner's value, from either build.
+            assert_eq!(
+                lagrange
+                    .interpolate(&points(&a, s, e, 3), 2, 0)
+                    .expect("3 shares"),
+                *value,
+                "{name}[{e}]"
+            );
+            assert_eq!(
+                lagrange
+                    .interpolate(&points(&b, s, e, 3), 2, 0)
+                    .expect("3 shares"),
+                *value,
+                "{name}[{e}]"
+            );
+            // K − 1 = 2 bundles: fresh shares in each build, and no line through them hits the value.
+            assert_ne!(points(&a, s, e, 2), points(&b, s, e, 2), "{name}[{e}]");
+            assert_ne!(
+                lagrange
+                    .interpolate(&points(&a, s, e, 2), 1, 0)
+                    .expect("2 shares"),
+                *value,
+                "{name}[{e}]"
+            );
         }
     }
-    let _ = to_canonical(&0u8);
 }
 
 #[test]
