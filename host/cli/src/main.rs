@@ -3,8 +3,13 @@
 //! Thin by design: parse arguments, call the libraries, print. The verbs arrive with the
 //! crates that implement them.
 
+mod client;
+mod cluster;
 mod compile;
+mod daemons;
 mod demo;
+mod eval;
+mod inputs;
 mod package;
 mod run;
 
@@ -48,6 +53,17 @@ enum Command {
     /// The whole workflow in one process: compile, share, offline phase, evaluation by K
     /// custodians under MPC, masked outputs reconstructed, compared with plaintext.
     Demo(demo::Args),
+    /// The custodian daemon and its operator's decisions.
+    #[command(subcommand)]
+    Custodian(daemons::CustodianCommand),
+    /// The coordinator daemon.
+    #[command(subcommand)]
+    Coordinator(daemons::CoordinatorCommand),
+    /// Evaluate a program through a coordinator.
+    Eval(eval::Args),
+    /// A local cluster of separate processes on loopback.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +84,10 @@ fn main() -> std::process::ExitCode {
         Some(Command::Keygen(args)) => package::keygen(args),
         Some(Command::Committee(CommitteeCommand::Init(args))) => package::committee(args),
         Some(Command::Package(cmd)) => package::package(cmd),
+        Some(Command::Custodian(cmd)) => daemons::custodian(cmd),
+        Some(Command::Coordinator(cmd)) => daemons::coordinator(cmd),
+        Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Cluster(cmd)) => cluster::run(cmd),
         None => std::process::ExitCode::SUCCESS,
     }
 }

@@ -48,6 +48,10 @@ pub enum Error {
     /// A message arrived while nothing was waiting for one.
     #[error("no round is in progress")]
     NotWaiting,
+    /// A session's outputs were already masked once: masking twice would reuse the masks,
+    /// and the difference of two masked messages would reveal a difference of shares.
+    #[error("the session's outputs were already delivered")]
+    OutputsDelivered,
     /// A batch was started while another is in progress.
     #[error("a batch is already in progress")]
     Busy,

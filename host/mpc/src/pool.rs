@@ -132,6 +132,17 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         Ok(())
     }
 
+    /// Discards everything below `mark` and raises the high-water mark to it.
+    fn skip_to(&mut self, mark: u64) {
+        while self.base < mark {
+            if let Some(mut x) = self.items.pop_front() {
+                x.zeroize();
+            }
+            self.base += 1;
+        }
+        self.high_water = self.high_water.max(mark);
+    }
+
     /// Hands out `range`, which [`Pool::check`] has vetted: discards everything below it
     /// (used or skipped) and raises the high-water mark past it.
     fn take(&mut self, range: Range) -> Vec<T> {
@@ -213,6 +224,15 @@ impl Pool {
         match kind {
             PoolKind::Triples => self.triples.high_water,
             PoolKind::Bits => self.bits.high_water,
+        }
+    }
+
+    /// Discards the items below `mark` as used: how a custodian restores its high-water
+    /// marks from durable storage after a restart, once it has rebuilt its batches.
+    pub fn skip_to(&mut self, kind: PoolKind, mark: u64) {
+        match kind {
+            PoolKind::Triples => self.triples.skip_to(mark),
+            PoolKind::Bits => self.bits.skip_to(mark),
         }
     }
 
@@ -361,6 +381,24 @@ mod tests {
                 ..
             })
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn skipped_items_are_never_handed_out() -> Result<()> {
+        let mut pool = Pool::new();
+        pool.add(0, bits(10))?;
+        pool.skip_to(PoolKind::Bits, 6);
+        assert_eq!(pool.high_water(PoolKind::Bits), 6);
+        let g = |start, count| PoolGrant {
+            bits: Range { start, count },
+            ..PoolGrant::default()
+        };
+        assert!(matches!(pool.take(&g(5, 1)), Err(Error::PoolReuse { .. })));
+        assert_eq!(
+            pool.take(&g(6, 2))?.bits,
+            vec![Fp::from(6u64), Fp::from(7u64)]
+        );
         Ok(())
     }
 

@@ -415,12 +415,12 @@ impl OnlineSession {
     pub fn reveal(&mut self, outputs: &BTreeMap<PartyIndex, SharedVec>) -> Result<Vec<Fp>> {
         let mut collector = OutputCollector::new(self.config);
         let mut result = None;
-        for (p, session) in &self.custodians {
+        for (p, session) in &mut self.custodians {
             let shares = outputs.get(p).ok_or(Error::Missing {
                 missing: vec![*p],
                 round: 0,
             })?;
-            result = collector.receive(session.output_message(shares)?)?;
+            result = collector.receive(session.output_message(&[shares])?)?;
         }
         result.ok_or_else(|| Error::Missing {
             missing: collector.waiting_for(),

@@ -218,19 +218,26 @@ fn masked_outputs_reveal_the_output_and_nothing_else() -> qvm_mpc::Result<()> {
         .iter()
         .map(|p| (p, shared[p.get() as usize - 1].clone()))
         .collect();
-    assert_eq!(s.reveal(&outputs)?, ys);
     // Each custodian's masked shares look uniform whether the output is 0 or large.
+    let mut collector = qvm_mpc::output::OutputCollector::new(*s.config());
+    let mut revealed = None;
     for p in q.iter() {
-        let msg = s
-            .custodian(p)
-            .expect("member")
-            .output_message(&outputs[&p])?;
+        let custodian = s.custodian_mut(p).expect("member");
+        let msg = custodian.output_message(&[&outputs[&p]])?;
+        // Masks are drawn once per session: a second delivery would reuse them.
+        assert_eq!(
+            custodian.output_message(&[&outputs[&p]]).err(),
+            Some(qvm_mpc::Error::OutputsDelivered)
+        );
         let zeros: Vec<Fp> = msg.masked.iter().step_by(2).copied().collect();
         let large: Vec<Fp> = msg.masked.iter().skip(1).step_by(2).copied().collect();
         check(&format!("masked output of {p}"), &zeros, &large);
         // Unmasked shares of the zeros would be a degree-2 sharing of 0; masked ones are not.
         assert_ne!(msg.masked[0], outputs[&p].as_slice()[0]);
+        revealed = collector.receive(msg)?;
     }
+    assert_eq!(revealed, Some(ys));
+    let mut s = sim.session(q, OpCost::default())?;
     // Without every member's message nothing is revealed.
     let mut partial = outputs.clone();
     partial.remove(&PartyIndex::new(4)?);
@@ -238,5 +245,23 @@ fn masked_outputs_reveal_the_output_and_nothing_else() -> qvm_mpc::Result<()> {
         s.reveal(&partial),
         Err(qvm_mpc::Error::Missing { .. })
     ));
+    Ok(())
+}
+
+#[test]
+fn outputs_delivered_together_get_distinct_masks() -> qvm_mpc::Result<()> {
+    let mut sim = sim_with_pools(2, 3, 7, 0, 0)?;
+    let q = PartySet::first(2);
+    let shared = sim.share(&[fp(5)])?;
+    let mut s = sim.session(q, OpCost::default())?;
+    let p = PartyIndex::new(1)?;
+    let y = &shared[0];
+    let msg = s
+        .custodian_mut(p)
+        .expect("member")
+        .output_message(&[y, y])?;
+    // Equal shares, different masks: the coordinator cannot subtract one from the other.
+    assert_eq!(msg.masked.len(), 2);
+    assert_ne!(msg.masked[0], msg.masked[1]);
     Ok(())
 }

@@ -65,6 +65,8 @@ pub struct Field {
     pub scale: u32,
     /// Declared bounds, scaled (inputs and secrets).
     pub bounds: Option<(i128, i128)>,
+    /// Whether it is declared as a vector (a vector of one element is not a scalar).
+    pub vector: bool,
 }
 
 /// What goes in and out.
@@ -100,6 +102,7 @@ impl Schema {
                 0
             },
             bounds: Some((p.range.lo, p.range.hi)),
+            vector: p.vector,
         };
         Schema {
             inputs: ir.inputs.iter().map(param).collect(),
@@ -115,6 +118,7 @@ impl Schema {
                         len: n.len,
                         scale: n.scale,
                         bounds: None,
+                        vector: n.len != 1,
                     }
                 })
                 .collect(),

@@ -187,6 +187,11 @@ impl<T: Transport> MpcBackend<T> {
     pub fn session(&self) -> &CustodianSession {
         &self.session
     }
+
+    /// The session, mutably (output masking happens once per session).
+    pub fn session_mut(&mut self) -> &mut CustodianSession {
+        &mut self.session
+    }
 }
 
 impl<T: Transport> Backend for MpcBackend<T> {

@@ -106,42 +106,43 @@ pub async fn run(
         let backend = MpcBackend::new(session, secrets(p), transport);
         let (rt, program, input) = (Arc::clone(&rt), program.clone(), input.clone());
         tasks.push(tokio::spawn(async move {
-            let (result, backend) = rt.run(&program, backend, input).await;
+            let (result, mut backend) = rt.run(&program, backend, input).await;
             let outputs = result.map_err(|e| ClusterError::Custodian(p, e))?;
-            let masked = outputs
-                .iter()
-                .map(|(name, v)| Ok((name.clone(), backend.session().output_message(v)?)))
-                .collect::<Result<Vec<_>, qvm_mpc::Error>>()?;
-            Ok::<_, ClusterError>(masked)
+            let names: Vec<(String, usize)> =
+                outputs.iter().map(|(n, v)| (n.clone(), v.len())).collect();
+            let all: Vec<&SharedVec> = outputs.iter().map(|(_, v)| v).collect();
+            let msg = backend.session_mut().output_message(&all)?;
+            Ok::<_, ClusterError>((names, msg))
         }));
     }
     drop(to_king);
-    let mut names: Vec<String> = Vec::new();
-    let mut collectors: Vec<OutputCollector> = Vec::new();
-    let mut revealed: Vec<Option<Vec<Fp>>> = Vec::new();
+    let mut layout: Vec<(String, usize)> = Vec::new();
+    let mut collector = OutputCollector::new(config);
+    let mut revealed = None;
     for task in tasks {
-        let masked = task
+        let (names, msg) = task
             .await
             .map_err(|e| ClusterError::Task(e.to_string()))??;
-        for (i, (name, msg)) in masked.into_iter().enumerate() {
-            if i == collectors.len() {
-                names.push(name);
-                collectors.push(OutputCollector::new(config));
-                revealed.push(None);
-            }
-            revealed[i] = collectors[i].receive(msg)?;
-        }
+        layout = names;
+        revealed = collector.receive(msg)?;
     }
     let rounds = king_task
         .await
         .map_err(|e| ClusterError::Task(e.to_string()))??;
-    let outputs = names
-        .into_iter()
-        .zip(revealed)
-        .map(|(n, v)| {
-            v.map(|v| (n, v))
-                .ok_or_else(|| ClusterError::Task("an output was not revealed".into()))
-        })
-        .collect::<Result<_, _>>()?;
+    let values = revealed.ok_or_else(|| ClusterError::Task("no output was revealed".into()))?;
+    let outputs = split_outputs(&layout, &values)
+        .ok_or_else(|| ClusterError::Task("the outputs' lengths disagree".into()))?;
     Ok(ClusterOutcome { outputs, rounds })
+}
+
+/// Splits the concatenated revealed outputs by the lengths of the named outputs.
+pub fn split_outputs(layout: &[(String, usize)], values: &[Fp]) -> Option<Vec<(String, Vec<Fp>)>> {
+    let mut rest = values;
+    let mut out = Vec::with_capacity(layout.len());
+    for (name, len) in layout {
+        let (head, tail) = (rest.get(..*len)?, rest.get(*len..)?);
+        out.push((name.clone(), head.to_vec()));
+        rest = tail;
+    }
+    rest.is_empty().then_some(out)
 }

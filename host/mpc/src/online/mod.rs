@@ -304,6 +304,7 @@ pub struct CustodianSession {
     round: u32,
     running: Option<Running>,
     failed: bool,
+    outputs_delivered: bool,
     pairwise: BTreeMap<PartyIndex, PairwiseKey>,
     stats: Stats,
 }
@@ -352,6 +353,7 @@ impl CustodianSession {
             round: 0,
             running: None,
             failed: false,
+            outputs_delivered: false,
             pairwise,
             stats: Stats::default(),
         })
@@ -506,9 +508,20 @@ impl CustodianSession {
         Ok(Step::Send(msg))
     }
 
-    /// Masks this custodian's shares of the outputs for delivery (DESIGN.md §4).
-    pub fn output_message(&self, outputs: &SharedVec) -> Result<OutputMsg> {
-        let masked = output::mask(&self.config, self.party, &self.pairwise, outputs.as_slice())?;
+    /// Masks this custodian's shares of all the outputs it delivers, concatenated, for
+    /// delivery (DESIGN.md §4). Once per session: masks depend on the session and the
+    /// element's position, so a second message would reuse them and the difference of the
+    /// two would reveal a difference of shares.
+    pub fn output_message(&mut self, outputs: &[&SharedVec]) -> Result<OutputMsg> {
+        if self.outputs_delivered {
+            return Err(Error::OutputsDelivered);
+        }
+        let all: Vec<Fp> = outputs
+            .iter()
+            .flat_map(|v| v.as_slice().iter().copied())
+            .collect();
+        let masked = output::mask(&self.config, self.party, &self.pairwise, &all)?;
+        self.outputs_delivered = true;
         Ok(OutputMsg {
             session: self.config.session,
             from: self.party,

@@ -1,0 +1,315 @@
+//! What a client signs (DESIGN.md §8 step 1), and the receipt it gets back.
+//!
+//! Inputs mirror the guest ABI's `value` variant (`wit/program.wit`). Reals are carried as
+//! IEEE-754 bit patterns in the canonical encoding (BCS has no floats, and a signature must
+//! cover exact bits) and as JSON numbers in the client API.
+
+use qvm_core::PartySet;
+use qvm_core::encoding::{Digest, bytes_serde, hash};
+use qvm_core::sign::{Signature, SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{Error, RECEIPT, REQUEST};
+
+/// A real number, exact to the bit in every encoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Real(pub f64);
+
+impl Serialize for Real {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_f64(self.0)
+        } else {
+            s.serialize_u64(self.0.to_bits())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Real {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Real, D::Error> {
+        if d.is_human_readable() {
+            f64::deserialize(d).map(Real)
+        } else {
+            u64::deserialize(d).map(|b| Real(f64::from_bits(b)))
+        }
+    }
+}
+
+/// One input value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputValue {
+    /// An integer.
+    Int(i64),
+    /// A real (fixed point in the program).
+    Real(Real),
+    /// A boolean.
+    Boolean(bool),
+    /// A vector of integers.
+    Ints(Vec<i64>),
+    /// A vector of reals.
+    Reals(Vec<Real>),
+    /// A vector of booleans.
+    Booleans(Vec<bool>),
+}
+
+/// A named input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputField {
+    /// The input's name in the program.
+    pub name: String,
+    /// Its value.
+    pub value: InputValue,
+}
+
+/// One evaluation's inputs.
+pub type Input = Vec<InputField>;
+
+/// What a client asks: evaluate `program` at `version` on each of `inputs` (one input, or a
+/// batch that runs as vectors in the same rounds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRequest {
+    /// The program's name.
+    pub program: String,
+    /// The version the client expects (the active one).
+    pub version: u64,
+    /// The identity in the program's policy the client speaks for.
+    pub identity: String,
+    /// The inputs: one per evaluation.
+    pub inputs: Vec<Input>,
+    /// A fresh random nonce (replay protection).
+    #[serde(with = "bytes_serde")]
+    pub nonce: Vec<u8>,
+    /// When the client signed, Unix seconds.
+    pub issued_at: u64,
+}
+
+/// A request with the client's signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedRequest {
+    /// The request.
+    pub request: EvalRequest,
+    /// The client's signature under [`REQUEST`].
+    pub signature: Signature,
+}
+
+impl EvalRequest {
+    /// Signs the request.
+    pub fn sign(self, key: &SigningKey) -> Result<SignedRequest, Error> {
+        let signature = key.sign(REQUEST, &self)?;
+        Ok(SignedRequest {
+            request: self,
+            signature,
+        })
+    }
+}
+
+impl SignedRequest {
+    /// Checks the client's signature.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), Error> {
+        key.verify(REQUEST, &self.request, &self.signature)
+            .map_err(|_| Error::Signature("request"))
+    }
+
+    /// The request's hash (what tickets and audit entries name). It covers the signature
+    /// too, so one signed request has exactly one hash.
+    pub fn hash(&self) -> Result<Digest, Error> {
+        Ok(hash(REQUEST, self)?)
+    }
+}
+
+/// One revealed output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealedOutput {
+    /// Its name.
+    pub name: String,
+    /// Fixed-point scale f: the value is `raw / 2^f`.
+    pub scale: u32,
+    /// The values, as centered integers.
+    pub raw: Vec<i128>,
+}
+
+impl RevealedOutput {
+    /// The values as reals.
+    pub fn reals(&self) -> Vec<f64> {
+        let div = (1u128 << self.scale.min(64)) as f64;
+        self.raw.iter().map(|v| *v as f64 / div).collect()
+    }
+}
+
+/// The coordinator's signed account of an evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The request's hash.
+    pub request: Digest,
+    /// The ticket that ran it (the last attempt's).
+    pub ticket: Digest,
+    /// The package (program version) that ran.
+    pub package: Digest,
+    /// The custodians that served it.
+    pub members: PartySet,
+    /// Hash of the revealed outputs (all items), so the client can hold the coordinator to
+    /// them.
+    pub outputs: Digest,
+    /// Cost units charged.
+    pub cost: u64,
+    /// Rounds the session took.
+    pub rounds: u32,
+    /// When, Unix seconds.
+    pub issued_at: u64,
+}
+
+/// A receipt with the coordinator's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// The coordinator's signature under [`RECEIPT`].
+    pub signature: Signature,
+}
+
+impl Receipt {
+    /// Hash of revealed outputs, as a receipt names them.
+    pub fn outputs_hash(outputs: &[Vec<RevealedOutput>]) -> Result<Digest, Error> {
+        Ok(hash(RECEIPT, outputs)?)
+    }
+
+    /// Signs it.
+    pub fn sign(self, key: &SigningKey) -> Result<SignedReceipt, Error> {
+        let signature = key.sign(RECEIPT, &self)?;
+        Ok(SignedReceipt {
+            receipt: self,
+            signature,
+        })
+    }
+}
+
+impl SignedReceipt {
+    /// Checks the coordinator's signature.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), Error> {
+        key.verify(RECEIPT, &self.receipt, &self.signature)
+            .map_err(|_| Error::Signature("receipt"))
+    }
+}
+
+/// Checks one input against the program's declared inputs exactly as the compiled
+/// component decodes it (types, lengths, bounds, rounding), so that a bad input is refused
+/// before any budget is spent: every declared input present once, nothing undeclared.
+pub fn check_input(schema: &qvm_package::manifest::Schema, input: &Input) -> Result<(), String> {
+    for (i, field) in input.iter().enumerate() {
+        if input[..i].iter().any(|f| f.name == field.name) {
+            return Err(format!("input `{}` is given twice", field.name));
+        }
+        if !schema.inputs.iter().any(|d| d.name == field.name) {
+            return Err(format!("the program has no input `{}`", field.name));
+        }
+    }
+    for d in &schema.inputs {
+        let field = input
+            .iter()
+            .find(|f| f.name == d.name)
+            .ok_or_else(|| format!("input `{}` is missing", d.name))?;
+        check_field(d, &field.value).map_err(|why| format!("input `{}`: {why}", d.name))?;
+    }
+    Ok(())
+}
+
+fn check_field(d: &qvm_package::manifest::Field, v: &InputValue) -> Result<(), String> {
+    let (lo, hi) = d.bounds.unwrap_or((i128::MIN, i128::MAX));
+    let f = d.scale;
+    let fixed = d.ty == "fixed";
+    let int_ok = |x: i64| {
+        let (lo, hi) = if fixed {
+            (-((-lo).div_euclid(1 << f)), hi >> f)
+        } else {
+            (lo, hi)
+        };
+        (lo..=hi).contains(&(x as i128))
+    };
+    let real_ok = |x: &Real| {
+        let scaled = (x.0 * (1u64 << f) as f64).round_ties_even();
+        scaled >= lo as f64 && scaled <= hi as f64
+    };
+    let out_of_bounds = || format!("a value is outside the declared bounds (scaled {lo}..={hi})");
+    let want_len = |n: usize| {
+        if n == d.len as usize {
+            Ok(())
+        } else {
+            Err(format!("{n} elements given, {} declared", d.len))
+        }
+    };
+    match (d.ty.as_str(), d.vector, v) {
+        ("int" | "fixed", false, InputValue::Int(x)) => {
+            int_ok(*x).then_some(()).ok_or_else(out_of_bounds)
+        }
+        ("fixed", false, InputValue::Real(x)) => real_ok(x).then_some(()).ok_or_else(out_of_bounds),
+        ("bool", false, InputValue::Boolean(_)) => Ok(()),
+        ("int" | "fixed", true, InputValue::Ints(xs)) => {
+            want_len(xs.len())?;
+            xs.iter()
+                .all(|x| int_ok(*x))
+                .then_some(())
+                .ok_or_else(out_of_bounds)
+        }
+        ("fixed", true, InputValue::Reals(xs)) => {
+            want_len(xs.len())?;
+            xs.iter()
+                .all(real_ok)
+                .then_some(())
+                .ok_or_else(out_of_bounds)
+        }
+        ("bool", true, InputValue::Booleans(xs)) => want_len(xs.len()),
+        _ => Err(format!(
+            "wrong type: declared {}{}",
+            d.ty,
+            if d.vector { " vector" } else { "" }
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qvm_core::encoding::{from_canonical, to_canonical};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn request() -> EvalRequest {
+        EvalRequest {
+            program: "credit-score".into(),
+            version: 1,
+            identity: "bank".into(),
+            inputs: vec![vec![InputField {
+                name: "features".into(),
+                value: InputValue::Reals(vec![Real(1.5), Real(-0.1)]),
+            }]],
+            nonce: vec![7; 16],
+            issued_at: 1_800_000_000,
+        }
+    }
+
+    #[test]
+    fn reals_survive_both_encodings_bit_for_bit() -> Result<(), Box<dyn std::error::Error>> {
+        let r = request();
+        assert_eq!(from_canonical::<EvalRequest>(&to_canonical(&r)?)?, r);
+        let json = serde_json::to_string(&r)?;
+        assert!(json.contains("\"reals\":[1.5,-0.1]"), "{json}");
+        assert_eq!(serde_json::from_str::<EvalRequest>(&json)?, r);
+        Ok(())
+    }
+
+    #[test]
+    fn a_changed_input_breaks_the_signature() -> Result<(), Box<dyn std::error::Error>> {
+        let key = SigningKey::generate(&mut ChaCha20Rng::seed_from_u64(1));
+        let signed = request().sign(&key)?;
+        signed.verify(&key.verifying_key())?;
+        let mut forged = signed.clone();
+        forged.request.inputs[0][0].value = InputValue::Reals(vec![Real(1.5), Real(-0.2)]);
+        assert_eq!(
+            forged.verify(&key.verifying_key()),
+            Err(Error::Signature("request"))
+        );
+        assert_ne!(forged.hash()?, signed.hash()?);
+        Ok(())
+    }
+}

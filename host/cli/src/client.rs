@@ -1,0 +1,139 @@
+//! A client of the coordinator's API (what `qvm eval`, `qvm cluster` and `qvm bench` use).
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use qvm_api::request::{EvalRequest, Input, SignedRequest};
+use qvm_coordinator::api::{ApiError, PackageStatus, ProgramStatus, Status, Uploaded};
+use qvm_coordinator::eval::EvalResponse;
+use qvm_core::sign::SigningKey;
+use rand_core::{OsRng, RngCore};
+use serde::de::DeserializeOwned;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The coordinator refused, with a reason.
+    #[error("refused ({}): {}", .0.kind.as_str(), .0.message)]
+    Refused(ApiError),
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// The coordinator's client API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the coordinator at `base`.
+    pub fn new(base: &str) -> anyhow::Result<Client> {
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .timeout(Duration::from_secs(60))
+                .build()?,
+        })
+    }
+
+    async fn answer<T: DeserializeOwned>(
+        resp: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ClientError> {
+        let resp = resp.context("the coordinator is unreachable")?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("reading the answer")?;
+        if status.is_success() {
+            return Ok(serde_json::from_slice(&bytes).context("decoding the answer")?);
+        }
+        match serde_json::from_slice::<ApiError>(&bytes) {
+            Ok(e) => Err(ClientError::Refused(e)),
+            Err(_) => Err(anyhow!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)).into()),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        Self::answer(self.http.get(format!("{}{path}", self.base)).send().await).await
+    }
+
+    /// A program's status.
+    pub async fn program(&self, name: &str) -> Result<ProgramStatus, ClientError> {
+        self.get(&format!("/v1/programs/{name}")).await
+    }
+
+    /// The cluster's status.
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        self.get("/v1/status").await
+    }
+
+    /// A package's status.
+    pub async fn package(&self, id: &str) -> Result<PackageStatus, ClientError> {
+        self.get(&format!("/v1/packages/{id}")).await
+    }
+
+    /// Uploads a package.
+    pub async fn upload(&self, bytes: Vec<u8>) -> Result<Uploaded, ClientError> {
+        Self::answer(
+            self.http
+                .post(format!("{}/v1/packages", self.base))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes)
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// Sends a signed request.
+    pub async fn eval(&self, req: &SignedRequest) -> Result<EvalResponse, ClientError> {
+        let body = serde_json::to_vec(req).context("encoding the request")?;
+        Self::answer(
+            self.http
+                .post(format!("{}/v1/eval", self.base))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await,
+        )
+        .await
+    }
+}
+
+/// The identity of `program`'s policy that `key` speaks for.
+pub fn identity_of(program: &ProgramStatus, key: &SigningKey) -> anyhow::Result<String> {
+    let vk = key.verifying_key();
+    program
+        .identities
+        .iter()
+        .find(|(_, k)| *k == vk)
+        .map(|(n, _)| n.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "this key is not an identity in the policy of `{}`",
+                program.name
+            )
+        })
+}
+
+/// A fresh signed request.
+pub fn sign(
+    key: &SigningKey,
+    program: &ProgramStatus,
+    identity: &str,
+    inputs: Vec<Input>,
+) -> anyhow::Result<SignedRequest> {
+    let mut nonce = vec![0u8; 16];
+    OsRng.fill_bytes(&mut nonce);
+    Ok(EvalRequest {
+        program: program.name.clone(),
+        version: program.version,
+        identity: identity.to_string(),
+        inputs,
+        nonce,
+        issued_at: qvm_node::now_secs(),
+    }
+    .sign(key)?)
+}

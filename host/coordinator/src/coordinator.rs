@@ -1,0 +1,836 @@
+//! The coordinator's state, startup, custodian health, committee setup relay, the offline
+//! phase, packages and the collection of approvals into certificates.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use qvm_api::audit::Event;
+use qvm_api::wire::{Control, ControlBody, Health, Proposal, Refusal, RefusalKind, pool_slot};
+use qvm_core::encoding::Digest;
+use qvm_core::prss::setup::SealedPrssKey;
+use qvm_core::{PartyIndex, PartySet};
+use qvm_mpc::msgs::ShareMsg;
+use qvm_mpc::offline::{BatchRecord, BatchSpec, OfflineKing};
+use qvm_mpc::pool::{PoolKind, PoolLedger};
+use qvm_node::client::{CallError, Peer, http_client};
+use qvm_package::approval::{Certificate, Decision, SignedApproval};
+use qvm_package::committee::Committee;
+use qvm_package::keys::KeySet;
+use qvm_package::manifest::{Manifest, Package};
+use qvm_package::verify::verify;
+use rand_core::{OsRng, RngCore};
+
+use crate::config::Config;
+use crate::metrics::{Metrics, PoolLabel};
+use crate::store::{self, Store, StoreError, dec, enc};
+
+/// How often background loops look.
+const TICK: Duration = Duration::from_millis(100);
+/// Deadline of health checks and control calls.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
+const HEALTH_DEADLINE: Duration = Duration::from_millis(800);
+const LEDGER: &str = "pool/ledger";
+
+/// Why the coordinator cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Key files.
+    #[error("keys: {0}")]
+    Keys(String),
+    /// The committee file.
+    #[error("committee: {0}")]
+    Committee(String),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Other.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What the coordinator knows of one custodian.
+#[derive(Debug, Default, Clone)]
+pub struct PeerState {
+    /// Answering health checks and not failed in a session since.
+    pub healthy: bool,
+    /// Its last report.
+    pub report: Option<Health>,
+    /// Failures since it was last healthy.
+    pub failures: u32,
+    /// Held unhealthy until then (after failing a session).
+    pub quarantine_until: Option<Instant>,
+}
+
+/// One custodian, as the coordinator reaches it.
+#[derive(Debug)]
+pub struct CustodianLink {
+    /// Its index.
+    pub index: PartyIndex,
+    /// Its HTTP client.
+    pub peer: Peer,
+    state: Mutex<PeerState>,
+}
+
+impl CustodianLink {
+    /// Its state.
+    pub fn state(&self) -> PeerState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PeerState)) {
+        if let Ok(mut s) = self.state.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// Marks it failed (a session step failed or hung): out of scheduling until a health
+    /// check succeeds after a short quarantine.
+    pub fn fail(&self) {
+        self.update(|s| {
+            s.healthy = false;
+            s.failures += 1;
+            s.quarantine_until = Some(Instant::now() + Duration::from_millis(500));
+        });
+    }
+}
+
+/// An active program version.
+#[derive(Debug)]
+pub struct ActiveProgram {
+    /// Package id.
+    pub id: Digest,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// A package's state: `proposed` or `active`, approvals so far, refusals (custodian,
+/// reason).
+pub type PackageState = (String, usize, Vec<(u8, String)>);
+
+/// A proposed version collecting approvals.
+#[derive(Debug)]
+struct Pending {
+    manifest: Manifest,
+    bytes: Vec<u8>,
+    proposed_at: u64,
+    proposed_to: HashSet<u8>,
+    approvals: BTreeMap<u8, SignedApproval>,
+    refused: BTreeMap<u8, String>,
+    certificate: Option<Certificate>,
+}
+
+/// The coordinator.
+pub struct Coordinator {
+    /// Settings.
+    pub config: Config,
+    pub(crate) keys: KeySet,
+    /// The committee.
+    pub committee: Committee,
+    /// Its id.
+    pub committee_id: Digest,
+    /// The MPC view of it.
+    pub mpc: qvm_mpc::Committee,
+    store: Mutex<Store>,
+    /// The custodians.
+    pub custodians: Vec<CustodianLink>,
+    ledger: Mutex<PoolLedger>,
+    programs: RwLock<HashMap<String, Arc<ActiveProgram>>>,
+    pending: Mutex<HashMap<Digest, Pending>>,
+    /// Serializes ticket issuance (chains, budgets, ledger).
+    pub(crate) issuing: Mutex<()>,
+    pub(crate) buckets: Mutex<HashMap<(String, String), (f64, u64)>>,
+    pub(crate) rotation: AtomicUsize,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl core::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Coordinator").finish_non_exhaustive()
+    }
+}
+
+fn refusal(kind: RefusalKind, msg: impl Into<String>) -> Refusal {
+    Refusal::new(kind, msg)
+}
+
+impl Coordinator {
+    /// Opens the coordinator from its configuration.
+    pub fn open(config: Config) -> Result<Arc<Coordinator>, StartError> {
+        let keys = KeySet::read(&config.keys).map_err(|e| StartError::Keys(e.to_string()))?;
+        let text = std::fs::read_to_string(&config.committee)
+            .map_err(|e| StartError::Committee(e.to_string()))?;
+        let committee =
+            Committee::from_json(&text).map_err(|e| StartError::Committee(e.to_string()))?;
+        if committee.coordinator != keys.signing.verifying_key() {
+            return Err(StartError::Keys(
+                "these keys are not the committee's coordinator's".into(),
+            ));
+        }
+        let committee_id = committee
+            .id()
+            .map_err(|e| StartError::Committee(e.to_string()))?;
+        let mpc =
+            qvm_mpc::Committee::new(committee_id, committee.n() as usize, committee.k as usize)
+                .map_err(|e| StartError::Committee(e.to_string()))?;
+        let http = http_client().map_err(|e| StartError::Other(e.to_string()))?;
+        let mut custodians = Vec::new();
+        for c in &committee.custodians {
+            let url = c.url.as_deref().ok_or_else(|| {
+                StartError::Committee(format!("custodian {} has no URL", c.index))
+            })?;
+            custodians.push(CustodianLink {
+                index: PartyIndex::new(c.index as u32)
+                    .map_err(|e| StartError::Committee(e.to_string()))?,
+                peer: Peer::new(url, http.clone()),
+                state: Mutex::new(PeerState::default()),
+            });
+        }
+        std::fs::create_dir_all(&config.data).map_err(|e| StartError::Other(e.to_string()))?;
+        let mut db = Store::open(
+            &config.data.join("coordinator.db"),
+            "coordinator",
+            keys.signing.clone(),
+            store::TABLES,
+        )?;
+        db.audit(Event::Started {
+            node: "coordinator".into(),
+        })?;
+        let ledger = match db.meta(LEDGER)? {
+            Some(b) => dec(&b)?,
+            None => PoolLedger::new(),
+        };
+        let coordinator = Coordinator {
+            config,
+            keys,
+            committee,
+            committee_id,
+            mpc,
+            store: Mutex::new(db),
+            custodians,
+            ledger: Mutex::new(ledger),
+            programs: RwLock::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            issuing: Mutex::new(()),
+            buckets: Mutex::new(HashMap::new()),
+            rotation: AtomicUsize::new(0),
+            metrics: Metrics::default(),
+        };
+        coordinator.recover()?;
+        Ok(Arc::new(coordinator))
+    }
+
+    fn recover(&self) -> Result<(), StartError> {
+        let store = self.store();
+        for row in store::packages_in(&store, "active")? {
+            let pkg = Package::from_bytes(&row.package).map_err(StartError::Other)?;
+            self.set_active(row.id, pkg.manifest);
+        }
+        for row in store::packages_in(&store, "proposed")? {
+            let pkg = Package::from_bytes(&row.package).map_err(StartError::Other)?;
+            self.pending_map().insert(
+                row.id,
+                Pending {
+                    manifest: pkg.manifest,
+                    bytes: row.package,
+                    proposed_at: row.proposed_at,
+                    proposed_to: HashSet::new(),
+                    approvals: BTreeMap::new(),
+                    refused: BTreeMap::new(),
+                    certificate: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The store.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pool ledger.
+    pub fn ledger(&self) -> MutexGuard<'_, PoolLedger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending_map(&self) -> MutexGuard<'_, HashMap<Digest, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The active version of a program.
+    pub fn active(&self, program: &str) -> Option<Arc<ActiveProgram>> {
+        self.programs.read().ok()?.get(program).cloned()
+    }
+
+    /// Every active program.
+    pub fn actives(&self) -> Vec<Arc<ActiveProgram>> {
+        self.programs
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn set_active(&self, id: Digest, manifest: Manifest) {
+        if let Ok(mut p) = self.programs.write() {
+            p.insert(
+                manifest.program.clone(),
+                Arc::new(ActiveProgram { id, manifest }),
+            );
+        }
+    }
+
+    /// Package state by id: `proposed` (with approvals so far), `active` or unknown.
+    pub fn package_status(&self, id: &Digest) -> Option<PackageState> {
+        if self.actives().iter().any(|a| a.id == *id) {
+            return Some(("active".into(), self.committee.k as usize, Vec::new()));
+        }
+        self.pending_map().get(id).map(|p| {
+            (
+                "proposed".into(),
+                p.approvals.len(),
+                p.refused.iter().map(|(i, r)| (*i, r.clone())).collect(),
+            )
+        })
+    }
+
+    /// Signs a control message for custodian `to`.
+    pub fn control(
+        &self,
+        to: u8,
+        body: ControlBody,
+    ) -> Result<qvm_api::wire::SignedControl, Refusal> {
+        Control {
+            to,
+            committee: self.committee_id,
+            body,
+        }
+        .sign(&self.keys.signing)
+        .map_err(|e| refusal(RefusalKind::Internal, e.to_string()))
+    }
+
+    /// Healthy custodians (and their last reports).
+    pub fn healthy(&self) -> Vec<(&CustodianLink, Health)> {
+        self.custodians
+            .iter()
+            .filter_map(|c| {
+                let s = c.state();
+                match (s.healthy, s.report) {
+                    (true, Some(r)) => Some((c, r)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Spawns the background loops.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let c = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                c.check_health().await;
+                tokio::time::sleep(TICK).await;
+            }
+        });
+        let c = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = c.maintain().await {
+                    tracing::warn!(error = %e, "background work");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                tokio::time::sleep(TICK).await;
+            }
+        });
+    }
+
+    async fn check_health(&self) {
+        let checks = self.custodians.iter().map(|c| async move {
+            let report = c.peer.get::<Health>("/v1/health", HEALTH_DEADLINE).await;
+            (c, report)
+        });
+        for (c, report) in futures::future::join_all(checks).await {
+            c.update(|s| match report {
+                Ok(r) => {
+                    let quarantined = s.quarantine_until.is_some_and(|t| Instant::now() < t);
+                    if !s.healthy && !quarantined {
+                        tracing::info!(custodian = %c.index, "healthy");
+                    }
+                    s.healthy = !quarantined;
+                    if s.healthy {
+                        s.failures = 0;
+                        s.quarantine_until = None;
+                    }
+                    s.report = Some(r);
+                }
+                Err(e) => {
+                    if s.healthy {
+                        tracing::warn!(custodian = %c.index, error = %e, "unhealthy");
+                    }
+                    s.healthy = false;
+                }
+            });
+        }
+        self.metrics.healthy.set(self.healthy().len() as i64);
+        let ledger = self.ledger().clone();
+        for kind in [PoolKind::Triples, PoolKind::Bits] {
+            self.metrics
+                .pool_available
+                .get_or_create(&PoolLabel {
+                    pool: kind.to_string(),
+                })
+                .set(ledger.available(kind) as i64);
+        }
+    }
+
+    /// One pass of background work: setup, catch-up, proposals, certificates, offline.
+    async fn maintain(&self) -> Result<(), Refusal> {
+        self.setup().await?;
+        self.catch_up().await?;
+        self.collect_approvals().await?;
+        self.push_actives().await?;
+        self.refill().await
+    }
+
+    /// Committee setup (DESIGN.md §3): once every custodian is up and none holds keys,
+    /// relay each dealer's sealed PRSS keys to their recipients.
+    async fn setup(&self) -> Result<(), Refusal> {
+        let healthy = self.healthy();
+        if healthy.len() < self.custodians.len() || healthy.iter().any(|(_, h)| h.keyring) {
+            return Ok(());
+        }
+        let epoch = 1;
+        tracing::info!("committee setup: dealing PRSS keys");
+        let mut shipments: Vec<SealedPrssKey> = Vec::new();
+        for c in &self.custodians {
+            let msg = self.control(c.index.get(), ControlBody::SetupDeal { epoch })?;
+            let dealt: Vec<SealedPrssKey> = c
+                .peer
+                .post("/v1/control", &msg, CONTROL_DEADLINE)
+                .await
+                .map_err(call)?;
+            shipments.extend(dealt);
+        }
+        for c in &self.custodians {
+            let mine: Vec<SealedPrssKey> = shipments
+                .iter()
+                .filter(|s| s.to == c.index)
+                .cloned()
+                .collect();
+            let msg = self.control(
+                c.index.get(),
+                ControlBody::SetupReceive {
+                    epoch,
+                    shipments: mine,
+                },
+            )?;
+            c.peer
+                .post::<_, ()>("/v1/control", &msg, CONTROL_DEADLINE)
+                .await
+                .map_err(call)?;
+        }
+        self.store().audit(Event::Setup { epoch })?;
+        tracing::info!("committee setup done");
+        Ok(())
+    }
+
+    /// Sends batch records to custodians whose pools are behind the ledger.
+    async fn catch_up(&self) -> Result<(), Refusal> {
+        let produced = {
+            let l = self.ledger();
+            [
+                l.next_batch_start(PoolKind::Triples),
+                l.next_batch_start(PoolKind::Bits),
+            ]
+        };
+        for (c, h) in self.healthy() {
+            if !h.keyring {
+                continue;
+            }
+            for kind in [PoolKind::Triples, PoolKind::Bits] {
+                let slot = pool_slot(kind);
+                if h.pool_end[slot] >= produced[slot] {
+                    continue;
+                }
+                let records = store::records_covering(&self.store(), slot, h.pool_end[slot], 16)?;
+                for r in records {
+                    let record: BatchRecord = dec(&r)?;
+                    if record.spec.start < h.pool_end[slot] {
+                        continue;
+                    }
+                    let msg = self.control(c.index.get(), ControlBody::BatchRecord { record })?;
+                    c.peer
+                        .post::<_, ()>("/v1/control", &msg, CONTROL_DEADLINE)
+                        .await
+                        .map_err(call)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings custodians that missed an activation up to date: the proposal, then the
+    /// certificate.
+    async fn push_actives(&self) -> Result<(), Refusal> {
+        for (c, h) in self.healthy() {
+            for a in self.actives() {
+                if h.active.contains(&a.id) {
+                    continue;
+                }
+                let Some((bytes, proposed_at, cert)) =
+                    store::package_with_certificate(&self.store(), &a.id)?
+                else {
+                    continue;
+                };
+                let control = self.control(
+                    c.index.get(),
+                    ControlBody::Propose {
+                        package: a.id,
+                        proposed_at,
+                    },
+                )?;
+                let proposal = Proposal {
+                    control,
+                    package: bytes,
+                };
+                let pushed = async {
+                    c.peer
+                        .post::<_, Digest>("/v1/packages", &proposal, CONTROL_DEADLINE)
+                        .await?;
+                    let cert: Certificate =
+                        dec(&cert).map_err(|e| CallError::BadAnswer(e.to_string()))?;
+                    c.peer
+                        .post::<_, ()>(
+                            &format!("/v1/packages/{}/certificate", a.id),
+                            &cert,
+                            CONTROL_DEADLINE,
+                        )
+                        .await
+                };
+                if let Err(e) = pushed.await {
+                    tracing::warn!(custodian = %c.index, package = %a.id, error = %e, "cannot bring up to date");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs offline batches while a pool is below its low-water mark and 2K − 1
+    /// custodians are up with their keys.
+    async fn refill(&self) -> Result<(), Refusal> {
+        if !self.mpc.supports_interactive() {
+            return Ok(());
+        }
+        for kind in [PoolKind::Triples, PoolKind::Bits] {
+            if self.ledger().available(kind) >= self.config.offline.low_water {
+                continue;
+            }
+            let start = self.ledger().next_batch_start(kind);
+            // Members: custodians whose pools are complete up to the ledger.
+            let ready: Vec<&CustodianLink> = self
+                .healthy()
+                .into_iter()
+                .filter(|(_, h)| h.keyring && h.pool_end[pool_slot(kind)] == start)
+                .map(|(c, _)| c)
+                .take(self.mpc.offline_quorum())
+                .collect();
+            if ready.len() < self.mpc.offline_quorum() {
+                return Ok(());
+            }
+            self.run_batch(kind, start, &ready).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_batch(
+        &self,
+        kind: PoolKind,
+        start: u64,
+        members: &[&CustodianLink],
+    ) -> Result<(), Refusal> {
+        let mut id = [0u8; 32];
+        OsRng.fill_bytes(&mut id);
+        let spec = BatchSpec {
+            id: Digest::from_bytes(id),
+            kind,
+            count: self.config.offline.batch,
+            start,
+        };
+        let set: PartySet = members.iter().map(|c| c.index).collect();
+        let mut king = OfflineKing::new(&self.mpc, spec, set)
+            .map_err(|e| refusal(RefusalKind::Internal, e.to_string()))?;
+        let calls = members.iter().map(|c| async move {
+            let msg = self.control(c.index.get(), ControlBody::BatchStart { spec })?;
+            c.peer
+                .post::<_, ShareMsg>("/v1/control", &msg, CONTROL_DEADLINE)
+                .await
+                .map_err(|e| {
+                    c.fail();
+                    call(e)
+                })
+        });
+        let mut published = None;
+        for answer in futures::future::join_all(calls).await {
+            if let Some(done) = king
+                .receive(answer?)
+                .map_err(|e| refusal(RefusalKind::Internal, e.to_string()))?
+            {
+                published = Some(done);
+            }
+        }
+        let (_, record) =
+            published.ok_or_else(|| refusal(RefusalKind::Internal, "the batch did not open"))?;
+        let count = record.yield_count();
+        {
+            let mut ledger = self.ledger();
+            let mut next = ledger.clone();
+            next.record(kind, count);
+            let bytes = enc(&record)?;
+            let ledger_bytes = enc(&next)?;
+            self.store().write(|tx| {
+                store::insert_batch(tx, pool_slot(kind), start, &bytes)?;
+                tx.put_meta(LEDGER, &ledger_bytes)?;
+                tx.audit(Event::Batch {
+                    kind: kind.to_string(),
+                    start,
+                    count,
+                })
+            })?;
+            *ledger = next;
+        }
+        // Members finish; the others catch up from the record.
+        let sends = self.custodians.iter().map(|c| {
+            let record = record.clone();
+            async move {
+                let msg = self.control(c.index.get(), ControlBody::BatchRecord { record })?;
+                c.peer
+                    .post::<_, ()>("/v1/control", &msg, CONTROL_DEADLINE)
+                    .await
+                    .map_err(call)
+            }
+        });
+        for r in futures::future::join_all(sends).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "a custodian will catch up later");
+            }
+        }
+        tracing::debug!(pool = %kind, start, count, "offline batch");
+        Ok(())
+    }
+
+    /// Receives a package from its owner: verifies it, records the proposal and forwards
+    /// it to every custodian.
+    pub async fn upload(&self, bytes: Vec<u8>) -> Result<(Digest, Manifest), Refusal> {
+        let pkg = Package::from_bytes(&bytes).map_err(|e| refusal(RefusalKind::InvalidInput, e))?;
+        let previous = self.active(&pkg.manifest.program);
+        let verified = verify(
+            &bytes,
+            &self.committee,
+            previous.as_ref().map(|a| &a.manifest),
+            None,
+        )
+        .map_err(|e| refusal(RefusalKind::InvalidInput, format!("verification: {e}")))?;
+        let id = verified.id;
+        let m = pkg.manifest;
+        let proposed_at = qvm_node::now_secs();
+        let new = self.store().write(|tx| {
+            let new = store::insert_package(tx, &id, &m.program, m.version, &bytes, proposed_at)?;
+            if new {
+                tx.audit(Event::Proposed {
+                    package: id,
+                    program: m.program.clone(),
+                    version: m.version,
+                })?;
+            }
+            Ok::<_, StoreError>(new)
+        })?;
+        if new {
+            self.pending_map().insert(
+                id,
+                Pending {
+                    manifest: m.clone(),
+                    bytes,
+                    proposed_at,
+                    proposed_to: HashSet::new(),
+                    approvals: BTreeMap::new(),
+                    refused: BTreeMap::new(),
+                    certificate: None,
+                },
+            );
+            tracing::info!(package = %id, program = %m.program, version = m.version, "proposed");
+        }
+        self.propose_all().await;
+        Ok((id, m))
+    }
+
+    /// Forwards pending proposals to custodians that do not have them yet.
+    async fn propose_all(&self) {
+        let work: Vec<(Digest, Vec<u8>, u64, HashSet<u8>)> = self
+            .pending_map()
+            .iter()
+            .map(|(id, p)| (*id, p.bytes.clone(), p.proposed_at, p.proposed_to.clone()))
+            .collect();
+        for (id, bytes, proposed_at, done) in work {
+            let sends = self
+                .custodians
+                .iter()
+                .filter(|c| !done.contains(&c.index.get()) && c.state().healthy)
+                .map(|c| {
+                    let bytes = bytes.clone();
+                    async move {
+                        let control = self.control(
+                            c.index.get(),
+                            ControlBody::Propose {
+                                package: id,
+                                proposed_at,
+                            },
+                        )?;
+                        c.peer
+                            .post::<_, Digest>(
+                                "/v1/packages",
+                                &Proposal {
+                                    control,
+                                    package: bytes,
+                                },
+                                CONTROL_DEADLINE,
+                            )
+                            .await
+                            .map_err(call)?;
+                        Ok::<u8, Refusal>(c.index.get())
+                    }
+                });
+            for r in futures::future::join_all(sends).await {
+                match r {
+                    Ok(i) => {
+                        if let Some(p) = self.pending_map().get_mut(&id) {
+                            p.proposed_to.insert(i);
+                        }
+                    }
+                    Err(e) => tracing::warn!(package = %id, error = %e, "proposal not delivered"),
+                }
+            }
+        }
+    }
+
+    /// Collects custodians' approvals; with K, builds the certificate, activates and
+    /// pushes it to every custodian (again to those that missed it).
+    async fn collect_approvals(&self) -> Result<(), Refusal> {
+        self.propose_all().await;
+        let ids: Vec<Digest> = self.pending_map().keys().copied().collect();
+        for id in ids {
+            let asks: Vec<&CustodianLink> = {
+                let map = self.pending_map();
+                let Some(p) = map.get(&id) else { continue };
+                self.custodians
+                    .iter()
+                    .filter(|c| {
+                        let i = c.index.get();
+                        p.proposed_to.contains(&i)
+                            && !p.approvals.contains_key(&i)
+                            && !p.refused.contains_key(&i)
+                    })
+                    .collect()
+            };
+            let path = format!("/v1/packages/{id}/approval");
+            let answers = futures::future::join_all(asks.iter().map(|c| {
+                let path = path.clone();
+                async move {
+                    (
+                        c.index.get(),
+                        c.peer.get::<SignedApproval>(&path, HEALTH_DEADLINE).await,
+                    )
+                }
+            }))
+            .await;
+            let ready = {
+                let mut map = self.pending_map();
+                let Some(p) = map.get_mut(&id) else { continue };
+                for (i, a) in answers {
+                    let Ok(a) = a else { continue };
+                    if a.approval.custodian != i {
+                        continue;
+                    }
+                    match &a.approval.decision {
+                        Decision::Approve => {
+                            p.approvals.insert(i, a);
+                        }
+                        Decision::Refuse(reason) => {
+                            p.refused.insert(i, reason.clone());
+                        }
+                    }
+                }
+                if p.certificate.is_none() && p.approvals.len() >= self.committee.k as usize {
+                    let cert = Certificate {
+                        package: id,
+                        approvals: p.approvals.values().cloned().collect(),
+                    };
+                    if cert
+                        .check(&p.manifest, &self.committee, p.proposed_at)
+                        .is_ok()
+                    {
+                        p.certificate = Some(cert);
+                    }
+                }
+                p.certificate.clone().map(|c| (c, p.manifest.clone()))
+            };
+            let Some((cert, manifest)) = ready else {
+                continue;
+            };
+            self.activate(id, manifest, cert).await?;
+        }
+        Ok(())
+    }
+
+    async fn activate(
+        &self,
+        id: Digest,
+        manifest: Manifest,
+        cert: Certificate,
+    ) -> Result<(), Refusal> {
+        let path = format!("/v1/packages/{id}/certificate");
+        let pushes = self.custodians.iter().map(|c| {
+            let (path, cert) = (path.clone(), cert.clone());
+            async move {
+                let r = c.peer.post::<_, ()>(&path, &cert, CONTROL_DEADLINE).await;
+                if r.is_ok() {
+                    c.update(|s| {
+                        if let Some(h) = &mut s.report {
+                            h.active.push(id);
+                        }
+                    });
+                }
+                r
+            }
+        });
+        let delivered = futures::future::join_all(pushes)
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count();
+        if delivered < self.committee.k as usize {
+            // Not enough custodians can serve it yet; try again later.
+            return Ok(());
+        }
+        let bytes = enc(&cert)?;
+        let program = manifest.program.clone();
+        self.store().write(|tx| {
+            store::activate(tx, &id, &program, &bytes)?;
+            tx.audit(Event::Activated { package: id })
+        })?;
+        self.set_active(id, manifest);
+        self.pending_map().remove(&id);
+        tracing::info!(package = %id, program = %program, "active");
+        Ok(())
+    }
+}
+
+/// A failed call as a refusal.
+pub fn call(e: CallError) -> Refusal {
+    match e {
+        CallError::Refused(r) => r,
+        e => refusal(RefusalKind::Unavailable, e.to_string()),
+    }
+}

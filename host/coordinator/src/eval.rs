@@ -1,0 +1,667 @@
+//! An evaluation, the coordinator's side (DESIGN.md §8): the first line of checks and
+//! limits, a ticket in the identity's chain, the session round by round with the king,
+//! failover to another session set, reconstruction of the granted outputs, the receipt.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use qvm_api::audit::Event;
+use qvm_api::request::{Receipt, RevealedOutput, SignedReceipt, SignedRequest, check_input};
+use qvm_api::ticket::{SignedTicket, Ticket};
+use qvm_api::wire::{Refusal, RefusalKind, RoundInput, SessionEvent, StartSession};
+use qvm_api::{MAX_ATTEMPTS, MAX_BATCH, MAX_CLOCK_SKEW_SECS};
+use qvm_core::encoding::Digest;
+use qvm_core::{PartyIndex, PartySet};
+use qvm_mpc::king::KingSession;
+use qvm_mpc::online::SessionConfig;
+use qvm_mpc::output::OutputCollector;
+use qvm_node::client::CallError;
+use qvm_package::policy::Identity;
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::coordinator::{ActiveProgram, Coordinator, CustodianLink};
+use crate::metrics::{IdentityLabel, ProgramLabel};
+use crate::store::{self, StoreError, dec, enc, now_ms};
+
+/// What a client gets back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalResponse {
+    /// Per input, the granted outputs.
+    pub outputs: Vec<Vec<RevealedOutput>>,
+    /// The coordinator's signed receipt.
+    pub receipt: SignedReceipt,
+}
+
+fn refuse(kind: RefusalKind, msg: impl Into<String>) -> Refusal {
+    Refusal::new(kind, msg)
+}
+
+/// A checked request.
+struct Checked {
+    program: Arc<ActiveProgram>,
+    identity: Identity,
+    request: Digest,
+    cost: u64,
+}
+
+/// How a session attempt failed.
+enum Failure {
+    /// The request is at fault (or the program): no retry.
+    Final(Refusal),
+    /// These custodians failed or hung: retry without them.
+    Custodians(PartySet, Refusal),
+}
+
+impl Coordinator {
+    /// Evaluates a signed request end to end.
+    pub async fn evaluate(self: &Arc<Self>, req: SignedRequest) -> Result<EvalResponse, Refusal> {
+        let t0 = Instant::now();
+        let result = self.evaluate_inner(req).await;
+        match &result {
+            Ok((resp, program)) => {
+                self.metrics.latency.observe(t0.elapsed().as_secs_f64());
+                self.metrics
+                    .rounds
+                    .observe(resp.receipt.receipt.rounds as f64);
+                self.metrics
+                    .evaluations
+                    .get_or_create(&ProgramLabel {
+                        program: program.clone(),
+                    })
+                    .inc();
+            }
+            Err(r) => {
+                self.metrics.refused(r.kind);
+                tracing::info!(kind = r.kind.as_str(), reason = %r.message, "refused");
+            }
+        }
+        result.map(|(r, _)| r)
+    }
+
+    async fn evaluate_inner(
+        self: &Arc<Self>,
+        req: SignedRequest,
+    ) -> Result<(EvalResponse, String), Refusal> {
+        let checked = match self.check(&req) {
+            Ok(c) => c,
+            Err(r) => {
+                self.audit_refusal(&req, &r);
+                return Err(r);
+            }
+        };
+        let mut excluded = PartySet::EMPTY;
+        let mut last = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            let members = self.pick(&checked, excluded)?;
+            let ticket = self.issue(&req, &checked, members, attempt)?;
+            match self.run(&req, &ticket, &checked).await {
+                Ok((outputs, rounds)) => {
+                    let resp = self.answer(&checked, &ticket, outputs, rounds)?;
+                    return Ok((resp, checked.program.manifest.program.clone()));
+                }
+                Err(Failure::Final(r)) => return Err(r),
+                Err(Failure::Custodians(failed, r)) => {
+                    tracing::warn!(failed = ?failed, reason = %r.message, attempt, "session failed; retrying with another set");
+                    for c in &self.custodians {
+                        if failed.contains(c.index) {
+                            c.fail();
+                        }
+                    }
+                    self.metrics.retries.inc();
+                    excluded = excluded.iter().chain(failed.iter()).collect();
+                    last = Some(r);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| refuse(RefusalKind::Unavailable, "no attempt succeeded")))
+    }
+
+    fn audit_refusal(&self, req: &SignedRequest, r: &Refusal) {
+        let event = Event::Refused {
+            request: req.hash().ok(),
+            identity: Some(req.request.identity.clone()),
+            kind: r.kind.as_str().into(),
+            reason: r.message.clone(),
+        };
+        if let Err(e) = self.store().audit(event) {
+            tracing::error!(error = %e, "cannot record a refusal");
+        }
+    }
+
+    /// The coordinator's own checks, the first line: the custodians repeat them.
+    fn check(&self, req: &SignedRequest) -> Result<Checked, Refusal> {
+        let r = &req.request;
+        let program = self.active(&r.program).ok_or_else(|| {
+            refuse(
+                RefusalKind::UnknownProgram,
+                format!("no active version of `{}`", r.program),
+            )
+        })?;
+        let m = &program.manifest;
+        if m.version != r.version {
+            return Err(refuse(
+                RefusalKind::UnknownProgram,
+                format!(
+                    "version {} of `{}` is not active (version {} is)",
+                    r.version, r.program, m.version
+                ),
+            ));
+        }
+        let identity = m
+            .policy
+            .identities
+            .iter()
+            .find(|i| i.name == r.identity)
+            .cloned()
+            .ok_or_else(|| {
+                refuse(
+                    RefusalKind::UnknownIdentity,
+                    format!("`{}` is not in the policy of `{}`", r.identity, r.program),
+                )
+            })?;
+        req.verify(&identity.key).map_err(|_| {
+            refuse(
+                RefusalKind::BadClientSignature,
+                "the client's signature does not verify",
+            )
+        })?;
+        let now = qvm_node::now_secs();
+        if r.issued_at.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
+            return Err(refuse(
+                RefusalKind::Expired,
+                "the request is too old or from the future",
+            ));
+        }
+        if r.inputs.is_empty() || r.inputs.len() > MAX_BATCH {
+            return Err(refuse(
+                RefusalKind::InvalidInput,
+                format!("a request has 1..={MAX_BATCH} inputs"),
+            ));
+        }
+        for (i, input) in r.inputs.iter().enumerate() {
+            check_input(&m.schema, input)
+                .map_err(|why| refuse(RefusalKind::InvalidInput, format!("item {i}: {why}")))?;
+        }
+        let request = req
+            .hash()
+            .map_err(|e| refuse(RefusalKind::InvalidInput, e.to_string()))?;
+        if store::request_seen(&self.store(), &request)? {
+            return Err(refuse(
+                RefusalKind::Replay,
+                "this request was already served",
+            ));
+        }
+        let cost = m.cost.cost_units.saturating_mul(r.inputs.len() as u64);
+        let window = now / identity.period_secs.max(1);
+        let spent = store::spent(&self.store(), &r.program, &r.identity, window)?;
+        if spent.saturating_add(cost) > identity.budget {
+            return Err(refuse(
+                RefusalKind::BudgetExhausted,
+                format!(
+                    "budget: {spent} of {} cost units spent this period, this request costs {cost}",
+                    identity.budget
+                ),
+            ));
+        }
+        self.take_token(&r.program, &identity)?;
+        Ok(Checked {
+            program,
+            identity,
+            request,
+            cost,
+        })
+    }
+
+    fn take_token(&self, program: &str, identity: &Identity) -> Result<(), Refusal> {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .map_err(|_| refuse(RefusalKind::Internal, "lock"))?;
+        let now = now_ms();
+        let burst = identity.burst as f64;
+        let key = (program.to_string(), identity.name.clone());
+        let (tokens, updated) = buckets.get(&key).copied().unwrap_or((burst, now));
+        let tokens = (tokens
+            + now.saturating_sub(updated) as f64 * identity.rate_per_minute as f64 / 60_000.0)
+            .min(burst);
+        if tokens < 1.0 {
+            buckets.insert(key, (tokens, now));
+            return Err(refuse(
+                RefusalKind::RateLimited,
+                format!(
+                    "rate limit: {} per minute, burst {}",
+                    identity.rate_per_minute, identity.burst
+                ),
+            ));
+        }
+        buckets.insert(key, (tokens - 1.0, now));
+        Ok(())
+    }
+
+    /// Picks Q: K healthy custodians with their keys (and, for interactive programs,
+    /// pools that reach the grant), rotating to spread load.
+    fn pick(&self, checked: &Checked, excluded: PartySet) -> Result<PartySet, Refusal> {
+        let k = self.committee.k as usize;
+        let m = &checked.program.manifest;
+        // Custodians known to hold the version first; others (whose last report may predate
+        // the activation) after them.
+        let mut candidates: Vec<(bool, PartyIndex)> = self
+            .healthy()
+            .into_iter()
+            .filter(|(c, h)| h.keyring && !excluded.contains(c.index))
+            .map(|(c, h)| (!h.active.contains(&checked.program.id), c.index))
+            .collect();
+        let r = self.rotation.fetch_add(1, Ordering::Relaxed) % candidates.len().max(1);
+        candidates.rotate_left(r);
+        candidates.sort_by_key(|(stale, _)| *stale);
+        let healthy: Vec<PartyIndex> = candidates.into_iter().map(|(_, p)| p).collect();
+        if healthy.len() < k {
+            let down: Vec<String> = self
+                .custodians
+                .iter()
+                .filter(|c| !healthy.contains(&c.index))
+                .map(|c| c.index.to_string())
+                .collect();
+            return Err(refuse(
+                RefusalKind::Unavailable,
+                format!(
+                    "{} of the {k} custodians needed are available (K = {k} of N = {}; unavailable: {}); `{}` cannot be served",
+                    healthy.len(),
+                    self.committee.n(),
+                    down.join(", "),
+                    m.program
+                ),
+            ));
+        }
+        Ok(healthy.into_iter().take(k).collect())
+    }
+
+    /// Issues the ticket: next in the identity's chain, pooled items granted, durable
+    /// (with the audit entry) before any custodian sees it.
+    fn issue(
+        &self,
+        req: &SignedRequest,
+        checked: &Checked,
+        members: PartySet,
+        attempt: u32,
+    ) -> Result<SignedTicket, Refusal> {
+        let r = &req.request;
+        let m = &checked.program.manifest;
+        let items = r.inputs.len() as u64;
+        let _guard = self
+            .issuing
+            .lock()
+            .map_err(|_| refuse(RefusalKind::Internal, "lock"))?;
+        let mut ledger = self.ledger();
+        let mut next = ledger.clone();
+        let grant = next
+            .allocate(m.cost.multiplications * items, m.cost.random_bits * items)
+            .map_err(|e| refuse(RefusalKind::PoolDry, format!("{e}; interactive programs wait for the offline phase (2K − 1 custodians up)")))?;
+        let (sequence, previous) = store::chain_head(&self.store(), &r.program, &r.identity)?
+            .map_or((1, Digest::default()), |(s, h)| (s + 1, h));
+        let mut session = [0u8; 32];
+        OsRng.fill_bytes(&mut session);
+        let now = qvm_node::now_secs();
+        let ticket = Ticket {
+            request: checked.request,
+            package: checked.program.id,
+            program: r.program.clone(),
+            identity: r.identity.clone(),
+            session: Digest::from_bytes(session),
+            members,
+            grant,
+            items: items as u32,
+            attempt,
+            issued_at: now,
+            expires_at: now + self.config.sessions.ticket_ttl_secs,
+            sequence,
+            previous,
+        }
+        .sign(&self.keys.signing)
+        .map_err(|e| refuse(RefusalKind::Internal, e.to_string()))?;
+        let hash = ticket
+            .hash()
+            .map_err(|e| refuse(RefusalKind::Internal, e.to_string()))?;
+        let cost = if attempt == 0 { checked.cost } else { 0 };
+        let window = now / checked.identity.period_secs.max(1);
+        let (tbytes, lbytes) = (enc(&ticket)?, enc(&next)?);
+        self.store().write(|tx| {
+            store::insert_ticket(
+                tx,
+                &r.program,
+                &r.identity,
+                sequence,
+                &hash,
+                &tbytes,
+                &checked.request,
+                cost,
+                window,
+            )?;
+            tx.put_meta("pool/ledger", &lbytes)?;
+            tx.audit(Event::Evaluation {
+                request: checked.request,
+                ticket: hash,
+                package: checked.program.id,
+                identity: r.identity.clone(),
+                members,
+                items: items as u32,
+                cost,
+            })
+        })?;
+        *ledger = next;
+        let spent = store::spent(&self.store(), &r.program, &r.identity, window).unwrap_or(0);
+        self.metrics
+            .budget_remaining
+            .get_or_create(&IdentityLabel {
+                program: r.program.clone(),
+                identity: r.identity.clone(),
+            })
+            .set(checked.identity.budget.saturating_sub(spent) as i64);
+        Ok(ticket)
+    }
+
+    fn link(&self, p: PartyIndex) -> Option<&CustodianLink> {
+        self.custodians.iter().find(|c| c.index == p)
+    }
+
+    fn step_deadline(&self) -> Duration {
+        Duration::from_millis(self.config.sessions.round_timeout_ms)
+    }
+
+    /// Starts the session at one custodian, resending the chain it missed on a gap.
+    async fn start_at(
+        &self,
+        p: PartyIndex,
+        req: &SignedRequest,
+        ticket: &SignedTicket,
+    ) -> Result<(PartyIndex, SessionEvent), (PartyIndex, CallError)> {
+        let link = self
+            .link(p)
+            .ok_or_else(|| (p, CallError::Unreachable("no such custodian".into())))?;
+        let mut start = StartSession {
+            request: req.clone(),
+            ticket: ticket.clone(),
+            chain: Vec::new(),
+        };
+        for _ in 0..2 {
+            match link
+                .peer
+                .post::<_, SessionEvent>("/v1/sessions", &start, self.step_deadline())
+                .await
+            {
+                Err(CallError::Refused(r)) if r.kind == RefusalKind::ChainGap => {
+                    let from = r.chain_head.unwrap_or(0) + 1;
+                    let t = &ticket.ticket;
+                    let rows = store::chain_from(&self.store(), &t.program, &t.identity, from)
+                        .map_err(|e| (p, CallError::BadAnswer(e.to_string())))?;
+                    start.chain = rows
+                        .iter()
+                        .map(|b| dec::<SignedTicket>(b))
+                        .filter(|s| s.as_ref().map_or(true, |s| s.ticket.sequence < t.sequence))
+                        .collect::<Result<_, StoreError>>()
+                        .map_err(|e| (p, CallError::BadAnswer(e.to_string())))?;
+                }
+                other => return other.map(|e| (p, e)).map_err(|e| (p, e)),
+            }
+        }
+        Err((
+            p,
+            CallError::Refused(refuse(
+                RefusalKind::ChainGap,
+                "the chain could not be brought up to date",
+            )),
+        ))
+    }
+
+    /// Runs one attempt: start at every member, then rounds through the king until the
+    /// members deliver; reconstructs each item's granted outputs.
+    async fn run(
+        &self,
+        req: &SignedRequest,
+        ticket: &SignedTicket,
+        checked: &Checked,
+    ) -> Result<(Vec<Vec<RevealedOutput>>, u32), Failure> {
+        let t = &ticket.ticket;
+        let members: Vec<PartyIndex> = t.members.iter().collect();
+        let starts = members.iter().map(|p| self.start_at(*p, req, ticket));
+        let mut events = gather(futures::future::join_all(starts).await)?;
+        let items = t.items as usize;
+        let item_sessions: Vec<Digest> = (0..t.items)
+            .map(|b| t.item_session(b))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Failure::Final(refuse(RefusalKind::Internal, e.to_string())))?;
+        let mut kings: Vec<KingSession> = item_sessions
+            .iter()
+            .map(|s| KingSession::new(*s, t.members, self.mpc.degree()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Failure::Final(refuse(RefusalKind::Internal, e.to_string())))?;
+        let mut rounds = 0u32;
+        loop {
+            let all_rounds = events.values().all(|e| matches!(e, SessionEvent::Round(_)));
+            let all_done = events.values().all(|e| matches!(e, SessionEvent::Done(_)));
+            if all_done {
+                let outputs = self.reconstruct(&events, &item_sessions, t.members, checked)?;
+                return Ok((outputs, rounds));
+            }
+            if !all_rounds {
+                return Err(Failure::Final(refuse(
+                    RefusalKind::SessionFailed,
+                    "custodians disagree on the session's progress",
+                )));
+            }
+            let mut opened = vec![None; items];
+            for (p, e) in &events {
+                let SessionEvent::Round(msgs) = e else {
+                    continue;
+                };
+                for msg in msgs {
+                    if msg.from != *p {
+                        return Err(Failure::Custodians(
+                            PartySet::EMPTY.with(*p),
+                            refuse(RefusalKind::SessionFailed, "a custodian spoke for another"),
+                        ));
+                    }
+                    let b = item_sessions
+                        .iter()
+                        .position(|s| *s == msg.session)
+                        .ok_or_else(|| {
+                            Failure::Custodians(
+                                PartySet::EMPTY.with(*p),
+                                refuse(RefusalKind::SessionFailed, "a message for an unknown item"),
+                            )
+                        })?;
+                    match kings[b].receive(msg.clone()) {
+                        Ok(Some(o)) => opened[b] = Some(o),
+                        Ok(None) => {}
+                        Err(e) => return Err(king_failure(e, *p)),
+                    }
+                }
+            }
+            let opened: Vec<_> = opened.into_iter().flatten().collect();
+            rounds += 1;
+            let input = RoundInput {
+                session: t.session,
+                opened,
+            };
+            let calls = members.iter().map(|p| {
+                let input = &input;
+                async move {
+                    let link = self
+                        .link(*p)
+                        .ok_or_else(|| (*p, CallError::Unreachable("no such custodian".into())))?;
+                    link.peer
+                        .post::<_, SessionEvent>("/v1/sessions/round", input, self.step_deadline())
+                        .await
+                        .map(|e| (*p, e))
+                        .map_err(|e| (*p, e))
+                }
+            });
+            events = gather(futures::future::join_all(calls).await)?;
+        }
+    }
+
+    fn reconstruct(
+        &self,
+        events: &BTreeMap<PartyIndex, SessionEvent>,
+        item_sessions: &[Digest],
+        members: PartySet,
+        checked: &Checked,
+    ) -> Result<Vec<Vec<RevealedOutput>>, Failure> {
+        let mut layout = None;
+        let mut collectors: Vec<OutputCollector> = item_sessions
+            .iter()
+            .map(|s| {
+                OutputCollector::new(SessionConfig {
+                    committee: self.mpc,
+                    session: *s,
+                    members,
+                })
+            })
+            .collect();
+        let mut values = vec![None; item_sessions.len()];
+        for (p, e) in events {
+            let SessionEvent::Done(d) = e else { continue };
+            if layout.as_ref().is_some_and(|l| *l != d.layout)
+                || d.items.len() != item_sessions.len()
+            {
+                return Err(Failure::Custodians(
+                    PartySet::EMPTY.with(*p),
+                    refuse(
+                        RefusalKind::SessionFailed,
+                        "a custodian delivered a different output layout",
+                    ),
+                ));
+            }
+            layout = Some(d.layout.clone());
+            for (b, msg) in d.items.iter().enumerate() {
+                if msg.from != *p {
+                    return Err(Failure::Custodians(
+                        PartySet::EMPTY.with(*p),
+                        refuse(RefusalKind::SessionFailed, "a custodian spoke for another"),
+                    ));
+                }
+                match collectors[b].receive(msg.clone()) {
+                    Ok(Some(v)) => values[b] = Some(v),
+                    Ok(None) => {}
+                    Err(e) => return Err(king_failure(e, *p)),
+                }
+            }
+        }
+        let layout = layout.unwrap_or_default();
+        let scale = |name: &str| {
+            checked
+                .program
+                .manifest
+                .schema
+                .outputs
+                .iter()
+                .find(|o| o.name == name)
+                .map_or(0, |o| o.scale)
+        };
+        values
+            .into_iter()
+            .map(|v| {
+                let v = v.ok_or_else(|| {
+                    Failure::Final(refuse(
+                        RefusalKind::SessionFailed,
+                        "an item was not revealed",
+                    ))
+                })?;
+                let mut rest = v.as_slice();
+                let mut out = Vec::with_capacity(layout.len());
+                for (name, len) in &layout {
+                    let len = *len as usize;
+                    if rest.len() < len {
+                        return Err(Failure::Final(refuse(
+                            RefusalKind::SessionFailed,
+                            "outputs shorter than their layout",
+                        )));
+                    }
+                    let (head, tail) = rest.split_at(len);
+                    out.push(RevealedOutput {
+                        name: name.clone(),
+                        scale: scale(name),
+                        raw: head.iter().map(|x| x.to_i128()).collect(),
+                    });
+                    rest = tail;
+                }
+                Ok(out)
+            })
+            .collect()
+    }
+
+    fn answer(
+        &self,
+        checked: &Checked,
+        ticket: &SignedTicket,
+        outputs: Vec<Vec<RevealedOutput>>,
+        rounds: u32,
+    ) -> Result<EvalResponse, Refusal> {
+        let t = &ticket.ticket;
+        let hash = ticket
+            .hash()
+            .map_err(|e| refuse(RefusalKind::Internal, e.to_string()))?;
+        self.store().audit(Event::Answered {
+            ticket: hash,
+            rounds,
+        })?;
+        let receipt = Receipt {
+            request: checked.request,
+            ticket: hash,
+            package: t.package,
+            members: t.members,
+            outputs: Receipt::outputs_hash(&outputs)
+                .map_err(|e| refuse(RefusalKind::Internal, e.to_string()))?,
+            cost: checked.cost,
+            rounds,
+            issued_at: qvm_node::now_secs(),
+        }
+        .sign(&self.keys.signing)
+        .map_err(|e| refuse(RefusalKind::Internal, e.to_string()))?;
+        Ok(EvalResponse { outputs, receipt })
+    }
+}
+
+/// Collects the members' answers; failures name the custodians to retry without, unless
+/// a custodian refused for the client's fault.
+fn gather(
+    answers: Vec<Result<(PartyIndex, SessionEvent), (PartyIndex, CallError)>>,
+) -> Result<BTreeMap<PartyIndex, SessionEvent>, Failure> {
+    let mut events = BTreeMap::new();
+    let mut failed = PartySet::EMPTY;
+    let mut reason = None;
+    for a in answers {
+        match a {
+            Ok((p, e)) => {
+                events.insert(p, e);
+            }
+            Err((_, CallError::Refused(r))) if r.kind.is_client_fault() => {
+                return Err(Failure::Final(r));
+            }
+            Err((p, e)) => {
+                failed = failed.with(p);
+                reason = Some(match e {
+                    CallError::Refused(r) => {
+                        Refusal::new(r.kind, format!("custodian {p}: {}", r.message))
+                    }
+                    e => refuse(RefusalKind::Unavailable, format!("custodian {p}: {e}")),
+                });
+            }
+        }
+    }
+    match reason {
+        Some(r) => Err(Failure::Custodians(failed, r)),
+        None => Ok(events),
+    }
+}
+
+fn king_failure(e: qvm_mpc::Error, from: PartyIndex) -> Failure {
+    let culprits = match &e {
+        qvm_mpc::Error::Inconsistent { culprits } => culprits.iter().copied().collect(),
+        _ => PartySet::EMPTY.with(from),
+    };
+    Failure::Custodians(culprits, refuse(RefusalKind::SessionFailed, e.to_string()))
+}

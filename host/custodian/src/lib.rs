@@ -1,0 +1,60 @@
+//! The custodian daemon (`qvm custodian run`): holds its shares of each program's secrets,
+//! approves versions on its operator's word, and runs its side of every evaluation it is
+//! ticketed for, after every check of DESIGN.md §8 step 3.
+//!
+//! - [`config`] — `custodian.toml`;
+//! - [`store`] — the crash-safe database (packages, approvals, pools, ticket chains,
+//!   budgets, rate buckets, the audit log);
+//! - [`node`] — startup and recovery, committee setup, offline batches, packages;
+//! - [`admission`] — the checks and the durable debit before a session runs;
+//! - [`session`] — batch items as concurrent instances, rounds through the coordinator;
+//! - [`http`] — the HTTP/2 API.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+pub mod admission;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod session;
+pub mod store;
+
+use std::sync::Arc;
+
+pub use config::Config;
+pub use node::{Node, StartError};
+
+/// Opens the custodian and serves until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let node = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || Node::open(&config)
+    })
+    .await
+    .map_err(|e| ServeError::Io(e.to_string()))??;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Io(format!("{}: {e}", config.listen)))?;
+    tracing::info!(node = %node.name, listen = %config.listen, "custodian listening");
+    axum::serve(listener, http::router(Arc::clone(&node)))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| ServeError::Io(e.to_string()))
+}
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Startup failed.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// Listening or serving failed.
+    #[error("{0}")]
+    Io(String),
+}

@@ -1,0 +1,348 @@
+//! Evaluation sessions: a batch's items run as concurrent component instances, each its own
+//! MPC session, and their round messages travel together — one HTTP exchange per round
+//! for the whole batch, so a batch costs the rounds of one evaluation.
+//!
+//! The coordinator drives a session request by request (`start`, then `round` until
+//! `Done`); in between, the instances wait inside their interactive host calls. A
+//! *combiner* task gathers each round's messages from the running items, hands them to
+//! the waiting HTTP handler, and routes the king's openings back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use qvm_api::request::{InputField, InputValue};
+use qvm_api::wire::{Delivery, Refusal, RefusalKind, RoundInput, SessionEvent, StartSession};
+use qvm_core::encoding::Digest;
+use qvm_mpc::SharedVec;
+use qvm_mpc::msgs::{OpenedMsg, OutputMsg, ShareMsg};
+use qvm_mpc::online::{CustodianSession, SessionConfig};
+use qvm_runtime::{BackendError, BoxFuture, Field, MpcBackend, Transport, Value};
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
+
+use crate::admission::{Admitted, admit};
+use crate::node::{Node, internal};
+
+/// How long a session waits for the coordinator's next round.
+const ROUND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An item's link to the combiner.
+pub struct ItemLink {
+    item: u32,
+    to_combiner: mpsc::Sender<ItemReport>,
+    from_combiner: mpsc::Receiver<OpenedMsg>,
+}
+
+/// An item's granted outputs' layout and its masked output message.
+type Delivered = (Vec<(String, u32)>, OutputMsg);
+
+enum ItemReport {
+    Round(u32, ShareMsg),
+    Done(u32, Result<Delivered, String>),
+}
+
+impl Transport for ItemLink {
+    fn exchange(&mut self, msg: ShareMsg) -> BoxFuture<'_, Result<OpenedMsg, BackendError>> {
+        Box::pin(async move {
+            let gone = || BackendError::Interaction("the session ended".into());
+            self.to_combiner
+                .send(ItemReport::Round(self.item, msg))
+                .await
+                .map_err(|_| gone())?;
+            self.from_combiner.recv().await.ok_or_else(gone)
+        })
+    }
+}
+
+/// A running session, as the HTTP handlers see it.
+struct Handle {
+    rounds: mpsc::Sender<RoundInput>,
+    events: AsyncMutex<mpsc::Receiver<Result<SessionEvent, Refusal>>>,
+}
+
+/// The running sessions, by the ticket's session id.
+#[derive(Default)]
+pub struct Sessions {
+    running: Mutex<HashMap<Digest, Arc<Handle>>>,
+}
+
+impl Sessions {
+    fn insert(&self, id: Digest, h: Arc<Handle>) -> Result<(), Refusal> {
+        let mut map = self.running.lock().map_err(|_| internal("lock"))?;
+        if map.contains_key(&id) {
+            return Err(Refusal::new(
+                RefusalKind::Replay,
+                "this session is already running",
+            ));
+        }
+        map.insert(id, h);
+        Ok(())
+    }
+
+    fn get(&self, id: &Digest) -> Option<Arc<Handle>> {
+        self.running.lock().ok()?.get(id).cloned()
+    }
+
+    fn remove(&self, id: &Digest) {
+        if let Ok(mut map) = self.running.lock() {
+            map.remove(id);
+        }
+    }
+
+    /// Sessions in progress.
+    pub fn len(&self) -> usize {
+        self.running.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether none is in progress.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Converts a wire input to the guest ABI's.
+pub fn to_fields(input: &[InputField]) -> Vec<Field> {
+    input
+        .iter()
+        .map(|f| Field {
+            name: f.name.clone(),
+            value: match &f.value {
+                InputValue::Int(x) => Value::Int(*x),
+                InputValue::Real(x) => Value::Real(x.0),
+                InputValue::Boolean(x) => Value::Boolean(*x),
+                InputValue::Ints(x) => Value::Ints(x.clone()),
+                InputValue::Reals(x) => Value::Reals(x.iter().map(|r| r.0).collect()),
+                InputValue::Booleans(x) => Value::Booleans(x.clone()),
+            },
+        })
+        .collect()
+}
+
+/// Admits a session and runs it to its first event.
+pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent, Refusal> {
+    let ring = node
+        .keyring()
+        .ok_or_else(|| Refusal::new(RefusalKind::Unavailable, "committee setup is not done"))?;
+    let n2 = Arc::clone(&node);
+    let start = Arc::new(start);
+    let s2 = Arc::clone(&start);
+    // Admission does blocking database work (fsync).
+    let admitted = tokio::task::spawn_blocking(move || admit(&n2, &s2))
+        .await
+        .map_err(|e| internal(e.to_string()))??;
+    let session = start.ticket.ticket.session;
+    let (round_tx, round_rx) = mpsc::channel(1);
+    let (event_tx, event_rx) = mpsc::channel(1);
+    let handle = Arc::new(Handle {
+        rounds: round_tx,
+        events: AsyncMutex::new(event_rx),
+    });
+    node.sessions.insert(session, Arc::clone(&handle))?;
+    node.metrics.session_started();
+    spawn_items(&node, &ring, &start, admitted, round_rx, event_tx)?;
+    next_event(&node, session, &handle).await
+}
+
+/// Takes the king's openings for a round and returns the next event.
+pub async fn round(node: Arc<Node>, input: RoundInput) -> Result<SessionEvent, Refusal> {
+    let session = input.session;
+    let handle = node
+        .sessions
+        .get(&session)
+        .ok_or_else(|| Refusal::new(RefusalKind::SessionFailed, "no such session here"))?;
+    handle
+        .rounds
+        .send(input)
+        .await
+        .map_err(|_| Refusal::new(RefusalKind::SessionFailed, "the session ended"))?;
+    next_event(&node, session, &handle).await
+}
+
+async fn next_event(
+    node: &Node,
+    session: Digest,
+    handle: &Handle,
+) -> Result<SessionEvent, Refusal> {
+    let event = handle.events.lock().await.recv().await.unwrap_or_else(|| {
+        Err(Refusal::new(
+            RefusalKind::SessionFailed,
+            "the session ended",
+        ))
+    });
+    if !matches!(event, Ok(SessionEvent::Round(_))) {
+        node.sessions.remove(&session);
+    }
+    event
+}
+
+fn spawn_items(
+    node: &Arc<Node>,
+    ring: &qvm_core::prss::PrssKeyring,
+    start: &StartSession,
+    admitted: Admitted,
+    round_rx: mpsc::Receiver<RoundInput>,
+    event_tx: mpsc::Sender<Result<SessionEvent, Refusal>>,
+) -> Result<(), Refusal> {
+    let t = &start.ticket.ticket;
+    let items = t.items as usize;
+    let (report_tx, report_rx) = mpsc::channel(items.max(1) * 2);
+    let granted: Vec<String> = admitted.identity.outputs.clone();
+    let mut to_items = Vec::with_capacity(items);
+    let mut sessions = Vec::with_capacity(items);
+    for (b, material) in admitted.materials.into_iter().enumerate() {
+        let item_session = t
+            .item_session(b as u32)
+            .map_err(|e| internal(e.to_string()))?;
+        let config = SessionConfig {
+            committee: node.mpc,
+            session: item_session,
+            members: t.members,
+        };
+        let mpc = CustodianSession::new(config, ring, material, node.pairwise.clone())
+            .map_err(|e| internal(e.to_string()))?;
+        sessions.push((item_session, mpc));
+    }
+    for ((b, (item_session, mpc)), input) in sessions
+        .into_iter()
+        .enumerate()
+        .zip(&start.request.request.inputs)
+    {
+        let (tx, rx) = mpsc::channel(1);
+        to_items.push((item_session, tx));
+        let link = ItemLink {
+            item: b as u32,
+            to_combiner: report_tx.clone(),
+            from_combiner: rx,
+        };
+        let secrets: HashMap<String, SharedVec> = admitted.active.secrets.clone();
+        let backend = MpcBackend::new(mpc, secrets, link);
+        let (rt, program) = (Arc::clone(&node.runtime), admitted.active.program.clone());
+        let (fields, granted, reports) = (to_fields(input), granted.clone(), report_tx.clone());
+        tokio::spawn(async move {
+            let (result, mut backend) = rt.run(&program, backend, fields).await;
+            let done = match result {
+                Ok(outputs) => {
+                    let chosen: Vec<&(String, SharedVec)> = outputs
+                        .iter()
+                        .filter(|(n, _)| granted.contains(n))
+                        .collect();
+                    let layout = chosen
+                        .iter()
+                        .map(|(n, v)| (n.clone(), v.len() as u32))
+                        .collect();
+                    let vecs: Vec<&SharedVec> = chosen.iter().map(|(_, v)| v).collect();
+                    backend
+                        .session_mut()
+                        .output_message(&vecs)
+                        .map(|m| (layout, m))
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = reports.send(ItemReport::Done(b as u32, done)).await;
+        });
+    }
+    drop(report_tx);
+    let node = Arc::clone(node);
+    tokio::spawn(combine(
+        node, t.session, to_items, report_rx, round_rx, event_tx,
+    ));
+    Ok(())
+}
+
+/// Gathers the items' round messages into one event per round and routes the openings.
+async fn combine(
+    node: Arc<Node>,
+    session: Digest,
+    to_items: Vec<(Digest, mpsc::Sender<OpenedMsg>)>,
+    mut reports: mpsc::Receiver<ItemReport>,
+    mut rounds: mpsc::Receiver<RoundInput>,
+    events: mpsc::Sender<Result<SessionEvent, Refusal>>,
+) {
+    let n = to_items.len();
+    let mut running: Vec<bool> = vec![true; n];
+    let mut done: Vec<Option<Delivered>> = vec![None; n];
+    let fail = |msg: String| Err(Refusal::new(RefusalKind::SessionFailed, msg));
+    let outcome = loop {
+        // One report from every running item.
+        let mut msgs: BTreeMap<u32, ShareMsg> = BTreeMap::new();
+        let mut waiting = running.iter().filter(|r| **r).count();
+        let mut failed = None;
+        while waiting > 0 {
+            match reports.recv().await {
+                Some(ItemReport::Round(b, m)) => {
+                    msgs.insert(b, m);
+                }
+                Some(ItemReport::Done(b, Ok(out))) => {
+                    running[b as usize] = false;
+                    done[b as usize] = Some(out);
+                }
+                Some(ItemReport::Done(b, Err(e))) => {
+                    running[b as usize] = false;
+                    failed = Some(format!("item {b}: {e}"));
+                }
+                None => {
+                    failed = Some("an instance vanished".into());
+                    break;
+                }
+            }
+            waiting -= 1;
+        }
+        if let Some(e) = failed {
+            break fail(e);
+        }
+        if msgs.is_empty() {
+            let mut items = Vec::with_capacity(n);
+            let mut layout = Vec::new();
+            for d in done.iter_mut() {
+                match d.take() {
+                    Some((l, m)) => {
+                        layout = l;
+                        items.push(m);
+                    }
+                    None => break,
+                }
+            }
+            if items.len() != n {
+                break fail("an item produced no output".into());
+            }
+            break Ok(SessionEvent::Done(Delivery { layout, items }));
+        }
+        if events
+            .send(Ok(SessionEvent::Round(msgs.into_values().collect())))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // A coordinator that never comes back: give up after the instances' deadline.
+        let input = match tokio::time::timeout(ROUND_WAIT, rounds.recv()).await {
+            Ok(Some(input)) => input,
+            _ => {
+                node.sessions.remove(&session);
+                tracing::warn!(node = %node.name, session = %session, "abandoned by the coordinator");
+                return;
+            }
+        };
+        for opened in input.opened {
+            match to_items.iter().find(|(s, _)| *s == opened.session) {
+                Some((_, tx)) => {
+                    let _ = tx.send(opened).await;
+                }
+                None => {
+                    let _ = events
+                        .send(fail("an opening for an unknown item".into()))
+                        .await;
+                    return;
+                }
+            }
+        }
+    };
+    match &outcome {
+        Ok(_) => node.metrics.session_done(),
+        Err(r) => {
+            node.metrics.refused(r.kind);
+            tracing::warn!(node = %node.name, session = %session, reason = %r.message, "session failed");
+        }
+    }
+    let _ = events.send(outcome).await;
+}

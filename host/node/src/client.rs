@@ -1,0 +1,131 @@
+//! The HTTP/2 client between nodes (cleartext HTTP/2 with prior knowledge on the private
+//! network between them; one connection per peer, multiplexed).
+
+use std::time::Duration;
+
+use qvm_api::wire::{Refusal, RefusalKind};
+use qvm_core::encoding::{from_canonical, to_canonical};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::http::CONTENT_TYPE;
+
+/// Why a call to another node failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The peer answered with a refusal.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    /// The peer could not be reached, hung past the deadline, or broke the connection.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The peer answered something undecodable.
+    #[error("bad answer: {0}")]
+    BadAnswer(String),
+}
+
+impl CallError {
+    /// The refusal, if the peer refused.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            CallError::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// A client for one peer.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// A shared HTTP/2 client (connection pool) for calling peers.
+pub fn http_client() -> Result<reqwest::Client, CallError> {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| CallError::Unreachable(e.to_string()))
+}
+
+impl Peer {
+    /// A peer at `base` (like `http://127.0.0.1:7101`).
+    pub fn new(base: &str, http: reqwest::Client) -> Peer {
+        Peer {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// POSTs a canonical body, with a deadline for the answer.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        deadline: Duration,
+    ) -> Result<T, CallError> {
+        let bytes = to_canonical(body).map_err(|e| CallError::BadAnswer(e.to_string()))?;
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(bytes)
+            .timeout(deadline);
+        answer(req.send().await).await
+    }
+
+    /// GETs a canonical body, with a deadline.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        deadline: Duration,
+    ) -> Result<T, CallError> {
+        let req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(deadline);
+        answer(req.send().await).await
+    }
+}
+
+async fn answer<T: DeserializeOwned>(
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, CallError> {
+    let resp = sent.map_err(|e| CallError::Unreachable(error_chain(&e)))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
+    if status.is_success() {
+        return from_canonical(&bytes).map_err(|e| CallError::BadAnswer(e.to_string()));
+    }
+    match from_canonical::<Refusal>(&bytes) {
+        Ok(r) => Err(CallError::Refused(r)),
+        Err(_) => Err(CallError::Refused(Refusal::new(
+            RefusalKind::Internal,
+            format!("HTTP {status}"),
+        ))),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,21 @@
+//! What QuorumVM's two daemons (custodian and coordinator) share.
+//!
+//! - [`store`] — SQLite with real crash safety and the audit log as a table;
+//! - [`http`] — request and response bodies in the canonical encoding, refusals with the
+//!   HTTP status that says whose fault they are;
+//! - [`client`] — the HTTP/2 client one node uses to call another, with deadlines;
+//! - [`logging`] — structured logs (`tracing`), which never carry secrets: secret types
+//!   print `<redacted>`, and handlers log kinds and ids, not bodies.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+pub mod client;
+pub mod http;
+pub mod logging;
+pub mod store;
+
+/// Unix seconds.
+pub fn now_secs() -> u64 {
+    store::now_ms() / 1000
+}

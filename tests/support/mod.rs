@@ -1,0 +1,216 @@
+//! Shared helpers of the cluster tests: a local cluster of real processes started by the
+//! `qvm` binary, stopped (and its processes killed) when dropped.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use qvm_lang::ast::Scalar;
+use qvm_lang::ir::Ir;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// Runs `qvm` with arguments: (exit code, stdout, stderr).
+pub fn qvm(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qvm"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("qvm runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// Its directory (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The coordinator's URL.
+    pub url: String,
+    /// Process ids by name.
+    pub pids: HashMap<String, u32>,
+}
+
+impl Cluster {
+    /// Starts a cluster of N custodians with threshold K.
+    pub fn up(k: u8, n: u8) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().to_str().expect("utf-8").to_string();
+        let (code, out, err) = qvm(&[
+            "cluster",
+            "up",
+            "--dir",
+            &d,
+            "--n",
+            &n.to_string(),
+            "--k",
+            &k.to_string(),
+        ]);
+        let file: serde_json::Value = std::fs::read_to_string(dir.path().join("cluster.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let pids = file["pids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_u64()? as u32)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cluster = Cluster {
+            url: file["coordinator"].as_str().unwrap_or_default().to_string(),
+            dir,
+            pids,
+        };
+        assert_eq!(code, 0, "cluster up: {out}{err}{}", cluster.logs());
+        cluster
+    }
+
+    /// The directory as a string.
+    pub fn path(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8")
+    }
+
+    /// Every daemon's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for e in entries.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                out.push_str(&format!("\n== {}\n", e.path().display()));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// Deploys `packages/NAME` (cluster client key in the policy) and waits until active.
+    pub fn deploy(&self, name: &str) {
+        let pkg = root().join("packages").join(name);
+        let (code, out, err) = qvm(&[
+            "cluster",
+            "deploy",
+            "--dir",
+            self.path(),
+            pkg.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "deploy {name}: {out}{err}{}", self.logs());
+    }
+
+    /// `qvm eval --json` with these `--input` arguments: (exit code, JSON or error text).
+    pub fn eval(&self, program: &str, inputs: &[String]) -> (i32, String) {
+        let key = self.dir.path().join("keys/client");
+        let mut args = vec![
+            "eval".to_string(),
+            "--coordinator".into(),
+            self.url.clone(),
+            "--key".into(),
+            key.to_str().expect("utf-8").into(),
+            "--program".into(),
+            program.into(),
+            "--json".into(),
+        ];
+        for i in inputs {
+            args.push("--input".into());
+            args.push(i.clone());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = qvm(&refs);
+        (code, if code == 0 { out } else { err })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = qvm(&["cluster", "down", "--dir", self.path()]);
+    }
+}
+
+/// A package's program, compiled, and its example secrets as scaled integers.
+pub fn program(name: &str) -> (Ir, HashMap<String, Vec<i128>>) {
+    let dir = root().join("packages").join(name);
+    let src = std::fs::read_to_string(dir.join(format!("{name}.qvm"))).expect("source");
+    let ir = qvm_lang::compile_ir(&src).expect("compiles");
+    let text = std::fs::read_to_string(dir.join("secrets.toml")).expect("secrets");
+    let secrets = qvm_package::build::read_secrets(&ir, &text)
+        .expect("secrets")
+        .into_iter()
+        .map(|(n, v)| (n, v.iter().map(|x| x.to_i128()).collect()))
+        .collect();
+    (ir, secrets)
+}
+
+/// Inputs spread over their declared bounds (`variant` moves them), as `--input`
+/// arguments and as the evaluator's scaled integers.
+pub fn inputs(ir: &Ir, variant: i128) -> (Vec<String>, HashMap<String, Vec<i128>>) {
+    let mut args = Vec::new();
+    let mut scaled = HashMap::new();
+    for p in &ir.inputs {
+        let unit = if p.ty == Scalar::Fixed { 65536.0 } else { 1.0 };
+        let reals: Vec<f64> = (0..p.len as i128)
+            .map(|i| {
+                ((p.range.lo + (p.range.hi - p.range.lo) * ((i + variant) % 7 + 1) / 9) as f64
+                    / unit)
+                    .round()
+            })
+            .collect();
+        scaled.insert(
+            p.name.clone(),
+            qvm_lang::eval::scale_values(ir, p, &reals).expect("scales"),
+        );
+        let list: Vec<String> = reals.iter().map(f64::to_string).collect();
+        args.push(format!("{}=[{}]", p.name, list.join(",")));
+    }
+    (args, scaled)
+}
+
+/// Checks a JSON evaluation answer against the plaintext evaluator.
+pub fn assert_matches(ir: &Ir, json: &str, want: &[(String, Vec<i128>)]) {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let row = v["outputs"][0].as_array().expect("one item");
+    for o in row {
+        let name = o["name"].as_str().expect("name");
+        let got: Vec<i128> = o["raw"]
+            .as_array()
+            .expect("raw")
+            .iter()
+            .map(|x| x.as_i64().expect("small") as i128)
+            .collect();
+        let (_, w) = want
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("granted output");
+        let node = ir
+            .outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| &ir.nodes[*id])
+            .expect("output");
+        // Probabilistic truncation may round up where the evaluator rounds down.
+        let tolerance = if node.ty == Scalar::Bool {
+            0
+        } else {
+            1i128 << node.scale.saturating_sub(4)
+        };
+        for (g, w) in got.iter().zip(w) {
+            assert!((g - w).abs() <= tolerance, "{}.{name}: {g} vs {w}", ir.name);
+        }
+    }
+}
+
+/// Whether a path exists.
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
