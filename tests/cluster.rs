@@ -23,3 +23,222 @@ fn local_and_interactive_programs_match_the_evaluator() {
         }
     }
 }
+
+/// Every byte string of `needles` (each at least 8 bytes) found in `haystack`: one pass,
+/// a bit filter on each position's first 8 bytes, then a full comparison.
+fn found<'a>(haystack: &[u8], needles: &'a [(String, Vec<u8>)]) -> Vec<&'a str> {
+    let prefix = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    let mut filter = vec![0u64; 1 << 14];
+    let slot = |p: u64| ((p ^ (p >> 20) ^ (p >> 40)) & ((1 << 20) - 1)) as usize;
+    for (_, n) in needles {
+        let s = slot(prefix(n));
+        filter[s / 64] |= 1 << (s % 64);
+    }
+    let mut hits = vec![false; needles.len()];
+    for i in 0..haystack.len().saturating_sub(7) {
+        let p = prefix(&haystack[i..]);
+        let s = slot(p);
+        if filter[s / 64] & (1 << (s % 64)) == 0 {
+            continue;
+        }
+        for (j, (_, n)) in needles.iter().enumerate() {
+            if haystack[i..].starts_with(n) {
+                hits[j] = true;
+            }
+        }
+    }
+    needles
+        .iter()
+        .zip(hits)
+        .filter(|(_, h)| *h)
+        .map(|((what, _), _)| what.as_str())
+        .collect()
+}
+
+/// A process's writable memory (heap, stacks, anonymous mappings), region by region.
+fn regions(pid: u32) -> impl Iterator<Item = Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem");
+    let ranges: Vec<(u64, u64)> = maps
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (range, perms) = (parts.next()?, parts.next()?);
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            );
+            // Skip huge reservations (the custodians' pooled instance slots are terabytes
+            // of untouched address space; the coordinator has none).
+            (perms.starts_with("rw") && b - a <= 1 << 30).then_some((a, b))
+        })
+        .collect();
+    ranges.into_iter().filter_map(move |(a, b)| {
+        let mut buf = vec![0u8; (b - a) as usize];
+        (mem.seek(SeekFrom::Start(a)).is_ok() && mem.read_exact(&mut buf).is_ok()).then_some(buf)
+    })
+}
+
+#[test]
+fn the_coordinator_holds_no_share_and_no_key() {
+    let c = support::Live::up(2, 3);
+    let key = c.client_key();
+    c.deploy(
+        "credit-score",
+        support::policy(vec![support::identity(
+            &key,
+            "analyst",
+            1_000_000,
+            6_000,
+            1_000,
+            &["band", "approve"],
+        )]),
+    );
+    let p = c.program("credit_score");
+    for i in 0..4 {
+        c.eval(&p, "analyst", vec![support::credit(i as f64)])
+            .expect("served");
+    }
+    // What must never reach the coordinator: every custodian's shares of the secrets, its
+    // PRSS keys and its pairwise keys (read from the custodians' own stores).
+    let committee = qvm_package::committee::Committee::from_json(
+        &std::fs::read_to_string(c.dir.path().join("committee.json")).expect("committee"),
+    )
+    .expect("committee");
+    let mut needles: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut custodian_secrets = Vec::new();
+    for i in 1..=3u8 {
+        let config = qvm_custodian::Config::load(&c.dir.path().join(format!("custodian-{i}.toml")))
+            .expect("config");
+        let node = qvm_custodian::Node::open_offline(&config).expect("opens");
+        let active = node.active("credit_score").expect("active");
+        let mut mine = Vec::new();
+        for (name, shares) in &active.secrets {
+            for (e, s) in shares.as_slice().iter().enumerate() {
+                // Small shares could occur by chance; shares are uniform, so nearly all are large.
+                if s.to_u128() > 1 << 64 {
+                    mine.push((
+                        format!("custodian {i}'s share of {name}[{e}]"),
+                        s.to_le_bytes().to_vec(),
+                    ));
+                }
+            }
+        }
+        for (set, k) in node.keyring().expect("keyring").keys() {
+            needles.push((
+                format!("custodian {i}'s PRSS key for {set:?}"),
+                k.as_bytes().to_vec(),
+            ));
+        }
+        let agreement = c
+            .keys(&format!("custodian-{i}"))
+            .agreement
+            .expect("agreement key");
+        for other in &committee.custodians {
+            if other.index != i {
+                let k = agreement.pairwise(&other.agreement, &committee.id().expect("id"));
+                needles.push((
+                    format!("pairwise key {i}-{}", other.index),
+                    k.as_bytes().to_vec(),
+                ));
+            }
+        }
+        custodian_secrets.push((i, mine.clone()));
+        needles.extend(mine);
+    }
+    assert!(needles.len() > 50, "{} needles", needles.len());
+    // Control: the search finds a custodian's own shares in that custodian's memory.
+    let (i, shares) = &custodian_secrets[0];
+    let in_custodian =
+        regions(c.pid(&format!("custodian-{i}"))).any(|r| !found(&r, shares).is_empty());
+    assert!(in_custodian, "the scan finds shares where they are");
+    // The coordinator: its memory, its database (and write-ahead log), its log file.
+    let mut haystack: Vec<u8> = regions(c.pid("coordinator")).flatten().collect();
+    assert!(haystack.len() > 1 << 20, "read the coordinator's memory");
+    for f in [
+        "data/coordinator/coordinator.db",
+        "data/coordinator/coordinator.db-wal",
+        "logs/coordinator.log",
+    ] {
+        haystack.extend(std::fs::read(c.dir.path().join(f)).unwrap_or_default());
+    }
+    let leaked = found(&haystack, &needles);
+    assert!(leaked.is_empty(), "the coordinator holds {leaked:?}");
+}
+
+#[test]
+fn a_batch_runs_in_the_rounds_of_one_evaluation() {
+    let c = support::Live::up(2, 3);
+    let key = c.client_key();
+    c.deploy(
+        "credit-score",
+        support::policy(vec![support::identity(
+            &key,
+            "analyst",
+            1_000_000,
+            6_000,
+            1_000,
+            &["band", "approve"],
+        )]),
+    );
+    let p = c.program("credit_score");
+    let single = c
+        .eval(&p, "analyst", vec![support::credit(0.0)])
+        .expect("served");
+    let batch: Vec<_> = (0..5).map(|i| support::credit(i as f64 * -3.0)).collect();
+    let many = c.eval(&p, "analyst", batch.clone()).expect("served");
+    assert_eq!(many.outputs.len(), 5);
+    assert_eq!(many.receipt.receipt.rounds, single.receipt.receipt.rounds);
+    assert_eq!(many.receipt.receipt.cost, 5 * p.cost.cost_units);
+    // Each row equals the evaluation of that input alone.
+    let (ir, secrets) = program("credit-score");
+    for (row, input) in many.outputs.iter().zip(&batch) {
+        let mut scaled = std::collections::HashMap::new();
+        for f in input {
+            let qvm_api::request::InputValue::Reals(v) = &f.value else {
+                panic!("reals")
+            };
+            let param = ir
+                .inputs
+                .iter()
+                .find(|x| x.name == f.name)
+                .expect("declared");
+            let v: Vec<f64> = v.iter().map(|r| r.0).collect();
+            scaled.insert(
+                f.name.clone(),
+                qvm_lang::eval::scale_values(&ir, param, &v).expect("scales"),
+            );
+        }
+        let want = qvm_lang::eval::evaluate(&ir, &scaled, &secrets).expect("evaluates");
+        for o in row {
+            let (_, w) = want.iter().find(|(n, _)| *n == o.name).expect("output");
+            assert_eq!(&o.raw, w, "{}", o.name);
+        }
+    }
+    // Through the CLI: a CSV file gives one output row per input.
+    let csv = c.dir.path().join("applicants.csv");
+    std::fs::write(
+        &csv,
+        "features,boundaries\n10;4;1.5;2;0;3;1;0.5;2.5;8;-4;6,0;5;10;20\n-2;4;1.5;2;0;3;1;0.5;2.5;8;-4;6,0;5;10;20\n",
+    )
+    .expect("writes");
+    let (code, out, err) = support::qvm(&[
+        "eval",
+        "--coordinator",
+        &c.file.coordinator,
+        "--key",
+        c.dir.path().join("keys/client").to_str().expect("utf-8"),
+        "--program",
+        "credit_score",
+        "--batch",
+        csv.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["band,approve", "3,1", "2,1"],
+        "{out}"
+    );
+}

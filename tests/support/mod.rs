@@ -214,3 +214,255 @@ pub fn assert_matches(ir: &Ir, json: &str, want: &[(String, Vec<i128>)]) {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// One cluster test at a time: each starts N + 1 processes, and failover timing tests
+/// must not compete for two cores.
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A cluster driven through the `qvm` library (client, deploy) with processes started from
+/// the `qvm` binary; stopped when dropped.
+pub struct Live {
+    /// The directory.
+    pub dir: tempfile::TempDir,
+    /// URLs and process ids.
+    pub file: qvm::cluster::ClusterFile,
+    /// The coordinator's client API.
+    pub client: qvm::client::Client,
+    /// A runtime to drive async calls from a test.
+    pub rt: tokio::runtime::Runtime,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+/// The `qvm` binary under test.
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_qvm"))
+}
+
+impl Live {
+    /// Starts N custodians with threshold K and the coordinator.
+    pub fn up(k: u8, n: u8) -> Live {
+        let lock = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let file = rt
+            .block_on(qvm::cluster::up_with(dir.path(), n, k, 0, &exe()))
+            .unwrap_or_else(|e| panic!("cluster up: {e:#}"));
+        let client = qvm::client::Client::new(&file.coordinator).expect("client");
+        Live {
+            dir,
+            file,
+            client,
+            rt,
+            _lock: lock,
+        }
+    }
+
+    /// The cluster's client key.
+    pub fn client_key(&self) -> qvm_package::keys::KeySet {
+        qvm_package::keys::KeySet::read(&self.dir.path().join("keys/client")).expect("client key")
+    }
+
+    /// A key set of the cluster (`coordinator`, `owner`, `custodian-I`).
+    pub fn keys(&self, name: &str) -> qvm_package::keys::KeySet {
+        qvm_package::keys::KeySet::read(&self.dir.path().join("keys").join(name)).expect("keys")
+    }
+
+    /// Deploys `packages/NAME` with `policy` and waits until it can serve.
+    pub fn deploy(&self, name: &str, policy: qvm_package::policy::Policy) -> String {
+        let dir = root().join("packages").join(name);
+        let src = std::fs::read_to_string(dir.join(format!("{name}.qvm"))).expect("source");
+        let secrets = std::fs::read_to_string(dir.join("secrets.toml")).expect("secrets");
+        self.rt
+            .block_on(qvm::cluster::deploy(
+                self.dir.path(),
+                &src,
+                &secrets,
+                policy,
+                1,
+            ))
+            .unwrap_or_else(|e| panic!("deploy {name}: {e:#}{}", self.logs()))
+    }
+
+    /// A program's status.
+    pub fn program(&self, name: &str) -> qvm_coordinator::api::ProgramStatus {
+        self.rt
+            .block_on(self.client.program(name))
+            .expect("program")
+    }
+
+    /// Signs and evaluates.
+    pub fn eval(
+        &self,
+        program: &qvm_coordinator::api::ProgramStatus,
+        identity: &str,
+        inputs: Vec<qvm_api::request::Input>,
+    ) -> Result<qvm_coordinator::eval::EvalResponse, qvm::client::ClientError> {
+        let key = self.client_key();
+        let req = qvm::client::sign(&key.signing, program, identity, inputs).expect("signs");
+        self.rt.block_on(self.client.eval(&req))
+    }
+
+    /// A daemon's process id.
+    pub fn pid(&self, name: &str) -> u32 {
+        qvm::cluster::ClusterFile::read(self.dir.path())
+            .expect("cluster.json")
+            .pids
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .expect("pid")
+    }
+
+    /// Sends a signal to a daemon.
+    pub fn signal(&self, name: &str, sig: &str) {
+        qvm::cluster::signal(self.pid(name), sig);
+    }
+
+    /// Every daemon's log tail.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for e in entries.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(12).collect();
+                out.push_str(&format!("\n== {}\n", e.path().display()));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until the coordinator sees custodian `index` as healthy (or not).
+    pub fn wait_health(&self, index: u8, healthy: bool, limit: std::time::Duration) -> bool {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < limit {
+            if let Ok(s) = self.rt.block_on(self.client.status())
+                && s.custodians
+                    .iter()
+                    .any(|c| c.index == index && c.healthy == healthy)
+            {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// A coordinator metric's value (the sum over its label sets).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.rt.block_on(self.client.metrics()).expect("metrics");
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// A custodian's database, read-only.
+    pub fn custodian_db(&self, index: u8) -> rusqlite::Connection {
+        qvm_node::store::open_read_only(
+            &self
+                .dir
+                .path()
+                .join(format!("data/custodian-{index}/custodian.db")),
+        )
+        .expect("db")
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = qvm::cluster::down(self.dir.path());
+    }
+}
+
+/// A policy identity for the cluster's client key.
+pub fn identity(
+    key: &qvm_package::keys::KeySet,
+    name: &str,
+    budget: u64,
+    rate_per_minute: u32,
+    burst: u32,
+    outputs: &[&str],
+) -> qvm_package::policy::Identity {
+    qvm_package::policy::Identity {
+        name: name.into(),
+        key: key.signing.verifying_key(),
+        budget,
+        period_secs: 86_400,
+        rate_per_minute,
+        burst,
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        reveal_to_client: false,
+    }
+}
+
+/// A policy of these identities.
+pub fn policy(identities: Vec<qvm_package::policy::Identity>) -> qvm_package::policy::Policy {
+    qvm_package::policy::Policy {
+        identities,
+        degrade: qvm_package::policy::Degrade::default(),
+    }
+}
+
+/// Reals.
+pub fn reals(v: &[f64]) -> qvm_api::request::InputValue {
+    qvm_api::request::InputValue::Reals(v.iter().map(|x| qvm_api::request::Real(*x)).collect())
+}
+
+/// A credit-score input.
+pub fn credit(shift: f64) -> qvm_api::request::Input {
+    vec![
+        qvm_api::request::InputField {
+            name: "features".into(),
+            value: reals(&[
+                10.0 + shift,
+                4.0,
+                1.5,
+                2.0,
+                0.0,
+                3.0,
+                1.0,
+                0.5,
+                2.5,
+                8.0,
+                -4.0,
+                6.0,
+            ]),
+        },
+        qvm_api::request::InputField {
+            name: "boundaries".into(),
+            value: reals(&[0.0, 5.0, 10.0, 20.0]),
+        },
+    ]
+}
+
+/// A linear-score input.
+pub fn linear(shift: f64) -> qvm_api::request::Input {
+    vec![qvm_api::request::InputField {
+        name: "features".into(),
+        value: reals(
+            &(0..100)
+                .map(|i| (i % 13) as f64 - 6.0 + shift)
+                .collect::<Vec<_>>(),
+        ),
+    }]
+}
+
+/// Asserts a refusal of this kind; returns its message.
+pub fn refused(
+    r: Result<qvm_coordinator::eval::EvalResponse, qvm::client::ClientError>,
+    kind: qvm_api::wire::RefusalKind,
+) -> String {
+    match r {
+        Err(qvm::client::ClientError::Refused(e)) if e.kind == kind => e.message,
+        Err(e) => panic!("expected {}, got {e}", kind.as_str()),
+        Ok(_) => panic!("expected {}, the request was served", kind.as_str()),
+    }
+}

@@ -69,6 +69,17 @@ impl Client {
         self.get("/v1/status").await
     }
 
+    /// The coordinator's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     /// A package's status.
     pub async fn package(&self, id: &str) -> Result<PackageStatus, ClientError> {
         self.get(&format!("/v1/packages/{id}")).await

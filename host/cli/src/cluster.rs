@@ -174,13 +174,12 @@ pub fn write_layout(dir: &Path, n: u8, k: u8, port: u16) -> anyhow::Result<Clust
 
 /// Starts one daemon of the cluster in its own process group (so a Ctrl-C at the
 /// terminal does not reach it), logging to DIR/logs/NAME.log.
-pub fn spawn(dir: &Path, name: &str, role: &str) -> anyhow::Result<u32> {
+pub fn spawn(dir: &Path, name: &str, role: &str, exe: &Path) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("logs").join(format!("{name}.log")))?;
-    let exe = std::env::current_exe()?;
     let child = Command::new(exe)
         .args([role, "run", "--config"])
         .arg(dir.join(format!("{name}.toml")))
@@ -193,19 +192,46 @@ pub fn spawn(dir: &Path, name: &str, role: &str) -> anyhow::Result<u32> {
     Ok(child.id())
 }
 
-/// Starts every daemon and waits until committee setup is done.
+/// Starts every daemon (this executable) and waits until committee setup is done.
 pub async fn up(dir: &Path, n: u8, k: u8, port: u16) -> anyhow::Result<ClusterFile> {
+    up_with(dir, n, k, port, &std::env::current_exe()?).await
+}
+
+/// Starts every daemon with the `qvm` executable `exe` and waits until committee setup is
+/// done.
+pub async fn up_with(
+    dir: &Path,
+    n: u8,
+    k: u8,
+    port: u16,
+    exe: &Path,
+) -> anyhow::Result<ClusterFile> {
     let mut file = write_layout(dir, n, k, port)?;
     for i in 1..=n {
         let name = format!("custodian-{i}");
-        let pid = spawn(dir, &name, "custodian")?;
+        let pid = spawn(dir, &name, "custodian", exe)?;
         file.pids.push((name, pid));
     }
-    let pid = spawn(dir, "coordinator", "coordinator")?;
+    let pid = spawn(dir, "coordinator", "coordinator", exe)?;
     file.pids.push(("coordinator".into(), pid));
     file.write(dir)?;
     wait_ready(&file, n as usize, Duration::from_secs(60)).await?;
     Ok(file)
+}
+
+/// Restarts daemon `name` (after it died), recording its new process id.
+pub fn restart(dir: &Path, name: &str, exe: &Path) -> anyhow::Result<u32> {
+    let role = if name == "coordinator" {
+        "coordinator"
+    } else {
+        "custodian"
+    };
+    let pid = spawn(dir, name, role, exe)?;
+    let mut file = ClusterFile::read(dir)?;
+    file.pids.retain(|(n, _)| n != name);
+    file.pids.push((name.to_string(), pid));
+    file.write(dir)?;
+    Ok(pid)
 }
 
 /// Waits until `n` custodians are healthy with their PRSS keys.

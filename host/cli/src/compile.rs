@@ -33,6 +33,7 @@ pub struct Args {
     k: usize,
 }
 
+/// Runs `qvm compile`.
 pub fn run(args: Args) -> ExitCode {
     match compile(&args) {
         Ok(code) => code,

@@ -100,8 +100,15 @@ pub fn custodian(cmd: CustodianCommand) -> ExitCode {
             runtime()?.block_on(qvm_custodian::serve(config, shutdown_signal()))?;
             Ok(())
         })(),
-        CustodianCommand::Approve(a) => decide(&a.config, &a.package, Decision::Approve),
-        CustodianCommand::Refuse(a) => decide(&a.config, &a.package, Decision::Refuse(a.reason)),
+        CustodianCommand::Approve(a) => {
+            decide(&a.config, &a.package, Decision::Approve).map(|()| {
+                eprintln!("approved package {}", a.package);
+            })
+        }
+        CustodianCommand::Refuse(a) => decide(&a.config, &a.package, Decision::Refuse(a.reason))
+            .map(|()| {
+                eprintln!("refused package {}", a.package);
+            }),
     })
 }
 
@@ -110,15 +117,9 @@ pub fn custodian(cmd: CustodianCommand) -> ExitCode {
 pub fn decide(config: &std::path::Path, package: &str, decision: Decision) -> anyhow::Result<()> {
     let config = qvm_custodian::Config::load(config)?;
     let id = Digest::from_hex(package).context("the package id is 64 hex digits")?;
-    let approve = decision == Decision::Approve;
     let node = qvm_custodian::Node::open_offline(&config)?;
     node.decide(&id, decision)
         .map_err(|r| anyhow::anyhow!("{r}"))?;
-    eprintln!(
-        "custodian {} {} package {id}",
-        config.index,
-        if approve { "approved" } else { "refused" }
-    );
     Ok(())
 }
 

@@ -3,15 +3,7 @@
 //! Thin by design: parse arguments, call the libraries, print. The verbs arrive with the
 //! crates that implement them.
 
-mod client;
-mod cluster;
-mod compile;
-mod daemons;
-mod demo;
-mod eval;
-mod inputs;
-mod package;
-mod run;
+use qvm::{audit, cluster, compile, daemons, demo, eval, package, run};
 
 use clap::{Parser, Subcommand};
 
@@ -61,6 +53,9 @@ enum Command {
     Coordinator(daemons::CoordinatorCommand),
     /// Evaluate a program through a coordinator.
     Eval(eval::Args),
+    /// Audit logs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// A local cluster of separate processes on loopback.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -88,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Coordinator(cmd)) => daemons::coordinator(cmd),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Cluster(cmd)) => cluster::run(cmd),
+        Some(Command::Audit(cmd)) => audit::run(cmd),
         None => std::process::ExitCode::SUCCESS,
     }
 }

@@ -127,6 +127,7 @@ fn read_package(path: &Path) -> anyhow::Result<(Vec<u8>, Package)> {
     Ok((bytes, pkg))
 }
 
+/// Runs `qvm keygen`.
 pub fn keygen(args: KeygenArgs) -> ExitCode {
     exit((|| {
         let role = match args.role {
@@ -141,6 +142,7 @@ pub fn keygen(args: KeygenArgs) -> ExitCode {
     })())
 }
 
+/// Runs `qvm committee init`.
 pub fn committee(args: CommitteeArgs) -> ExitCode {
     exit((|| {
         let mut custodians = Vec::new();
@@ -188,6 +190,7 @@ pub fn committee(args: CommitteeArgs) -> ExitCode {
     })())
 }
 
+/// Runs `qvm package …`.
 pub fn package(cmd: PackageCommand) -> ExitCode {
     exit(match cmd {
         PackageCommand::Build(a) => build(a),

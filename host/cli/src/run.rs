@@ -29,6 +29,7 @@ pub struct Args {
     inputs: Vec<String>,
 }
 
+/// Runs `qvm run`.
 pub fn run(args: Args) -> ExitCode {
     match what_if(&args) {
         Ok(code) => code,

@@ -97,6 +97,17 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
         ));
     }
     // The active version.
+    if node.active(&req.program).is_none_or(|a| a.id != t.package)
+        && node.manifest(&t.package).is_some()
+    {
+        return Err(refuse(
+            RefusalKind::NotActive,
+            format!(
+                "package {} has no valid activation certificate here",
+                t.package
+            ),
+        ));
+    }
     let active = node.active(&req.program).ok_or_else(|| {
         refuse(
             RefusalKind::UnknownProgram,

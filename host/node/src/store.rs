@@ -154,6 +154,14 @@ impl Store {
     }
 }
 
+/// Opens a node's database read-only (beside a running daemon: WAL readers never block
+/// the writer), for `qvm audit verify`.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
 /// Reads an audit log and its checkpoints from any node's database.
 pub fn read_audit(conn: &Connection) -> Result<(Vec<Entry>, Vec<SignedCheckpoint>), StoreError> {
     let mut stmt =

@@ -1,0 +1,318 @@
+//! Refusals on a real 2-of-3 cluster, each with its reason, and no budget spent where the
+//! refusal is the client's fault; what a malicious coordinator could try (an altered
+//! ticket, a forked chain, an unapproved version) refused by the custodians themselves;
+//! and the coordinator's memory, database and log hold no share and no key.
+
+mod support;
+
+use std::time::Duration;
+
+use qvm_api::request::{EvalRequest, InputField, InputValue, Real};
+use qvm_api::ticket::Ticket;
+use qvm_api::wire::{RefusalKind, SessionEvent, StartSession};
+use qvm_core::PartySet;
+use qvm_core::encoding::Digest;
+use qvm_core::sign::SigningKey;
+use qvm_mpc::pool::PoolGrant;
+use qvm_node::client::{CallError, Peer, http_client};
+use support::{Live, credit, identity, linear, policy, refused};
+
+fn spent(db: &rusqlite::Connection, identity: &str) -> i64 {
+    db.query_row(
+        "SELECT COALESCE(SUM(cost), 0) FROM tickets WHERE identity = ?1",
+        [identity],
+        |r| r.get(0),
+    )
+    .expect("query")
+}
+
+#[test]
+fn refusals_name_their_reason_and_spend_nothing() {
+    let c = Live::up(2, 3);
+    let key = c.client_key();
+    c.deploy(
+        "credit-score",
+        policy(vec![
+            identity(
+                &key,
+                "analyst",
+                1_000_000,
+                6_000,
+                1_000,
+                &["band", "approve"],
+            ),
+            identity(&key, "trial", 18, 6_000, 1_000, &["approve"]),
+            identity(&key, "bursty", 1_000_000, 1, 2, &["band"]),
+        ]),
+    );
+    let p = c.program("credit_score");
+    let unit = p.cost.cost_units as i64;
+    let mut served = 0;
+    c.eval(&p, "analyst", vec![credit(0.0)]).expect("served");
+    served += 1;
+    // Bad client signature: another key speaks for `analyst`.
+    let mallory = SigningKey::generate(&mut rand_core::OsRng);
+    let req = qvm::client::sign(&mallory, &p, "analyst", vec![credit(0.0)]).expect("signs");
+    refused(
+        c.rt.block_on(c.client.eval(&req)),
+        RefusalKind::BadClientSignature,
+    );
+    // A request altered after signing.
+    let mut forged =
+        qvm::client::sign(&key.signing, &p, "analyst", vec![credit(0.0)]).expect("signs");
+    forged.request.inputs[0][0].value = support::reals(&[99.0; 12]);
+    refused(
+        c.rt.block_on(c.client.eval(&forged)),
+        RefusalKind::BadClientSignature,
+    );
+    // Unknown identity.
+    let msg = refused(
+        c.eval(&p, "mallory", vec![credit(0.0)]),
+        RefusalKind::UnknownIdentity,
+    );
+    assert!(msg.contains("mallory"), "{msg}");
+    // Expired.
+    let old = EvalRequest {
+        program: p.name.clone(),
+        version: p.version,
+        identity: "analyst".into(),
+        inputs: vec![credit(0.0)],
+        nonce: vec![1; 16],
+        issued_at: qvm_node::now_secs() - 3_600,
+    }
+    .sign(&key.signing)
+    .expect("signs");
+    refused(c.rt.block_on(c.client.eval(&old)), RefusalKind::Expired);
+    // Replayed.
+    let once = qvm::client::sign(&key.signing, &p, "analyst", vec![credit(1.0)]).expect("signs");
+    c.rt.block_on(c.client.eval(&once)).expect("served");
+    served += 1;
+    refused(c.rt.block_on(c.client.eval(&once)), RefusalKind::Replay);
+    // Inputs: out of bounds, wrong type, missing, undeclared.
+    let mut out_of_bounds = credit(0.0);
+    out_of_bounds[0].value = support::reals(&[5_000.0; 12]);
+    let msg = refused(
+        c.eval(&p, "analyst", vec![out_of_bounds]),
+        RefusalKind::InvalidInput,
+    );
+    assert!(msg.contains("bounds"), "{msg}");
+    let mut wrong_type = credit(0.0);
+    wrong_type[1].value = InputValue::Booleans(vec![true; 4]);
+    let msg = refused(
+        c.eval(&p, "analyst", vec![wrong_type]),
+        RefusalKind::InvalidInput,
+    );
+    assert!(msg.contains("wrong type"), "{msg}");
+    refused(
+        c.eval(&p, "analyst", vec![credit(0.0)[..1].to_vec()]),
+        RefusalKind::InvalidInput,
+    );
+    let mut extra = credit(0.0);
+    extra.push(InputField {
+        name: "salary".into(),
+        value: InputValue::Real(Real(1.0)),
+    });
+    refused(
+        c.eval(&p, "analyst", vec![extra]),
+        RefusalKind::InvalidInput,
+    );
+    // A version that is not active.
+    let mut v2 = p.clone();
+    v2.version += 1;
+    refused(
+        c.eval(&v2, "analyst", vec![credit(0.0)]),
+        RefusalKind::UnknownProgram,
+    );
+    // Budget: `trial` affords two evaluations.
+    for _ in 0..2 {
+        c.eval(&p, "trial", vec![credit(2.0)])
+            .expect("within budget");
+    }
+    let msg = refused(
+        c.eval(&p, "trial", vec![credit(2.0)]),
+        RefusalKind::BudgetExhausted,
+    );
+    assert!(msg.contains("18 of 18"), "{msg}");
+    // Rate: `bursty` has a burst of two and one more per minute.
+    for _ in 0..2 {
+        c.eval(&p, "bursty", vec![credit(3.0)])
+            .expect("within the burst");
+    }
+    refused(
+        c.eval(&p, "bursty", vec![credit(3.0)]),
+        RefusalKind::RateLimited,
+    );
+    // Nothing was charged for the refusals, at the coordinator or any custodian that took
+    // part: only the evaluations served.
+    for i in 1..=3 {
+        let db = c.custodian_db(i);
+        assert!(spent(&db, "analyst") <= served * unit, "custodian {i}");
+        assert!(spent(&db, "trial") <= 2 * unit, "custodian {i}");
+    }
+    let coordinator =
+        qvm_node::store::open_read_only(&c.dir.path().join("data/coordinator/coordinator.db"))
+            .expect("db");
+    assert_eq!(spent(&coordinator, "analyst"), served * unit);
+    assert_eq!(spent(&coordinator, "trial"), 2 * unit);
+}
+
+/// Sends a session start straight to custodian 1, as a (malicious) coordinator would.
+fn start_at_custodian(c: &Live, start: &StartSession) -> Result<SessionEvent, CallError> {
+    let peer = Peer::new(&c.file.custodians[0], http_client().expect("client"));
+    c.rt.block_on(peer.post("/v1/sessions", start, Duration::from_secs(10)))
+}
+
+fn kind(r: Result<SessionEvent, CallError>) -> RefusalKind {
+    match r {
+        Err(CallError::Refused(r)) => r.kind,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn custodians_refuse_what_a_malicious_coordinator_sends() {
+    let c = Live::up(2, 3);
+    let key = c.client_key();
+    c.deploy(
+        "linear-score",
+        policy(vec![identity(
+            &key,
+            "auditor",
+            1_000_000,
+            6_000,
+            1_000,
+            &["score"],
+        )]),
+    );
+    let p = c.program("linear_score");
+    let coordinator = c.keys("coordinator");
+    let ticket = |request: &qvm_api::request::SignedRequest,
+                  sequence: u64,
+                  previous: Digest,
+                  package: Digest| Ticket {
+        request: request.hash().expect("hash"),
+        package,
+        program: request.request.program.clone(),
+        identity: "auditor".into(),
+        session: Digest::from_bytes([sequence as u8 + 40; 32]),
+        members: PartySet::first(2),
+        grant: PoolGrant::default(),
+        items: 1,
+        attempt: 0,
+        issued_at: qvm_node::now_secs(),
+        expires_at: qvm_node::now_secs() + 30,
+        sequence,
+        previous,
+    };
+    let request = |shift: f64| {
+        qvm::client::sign(&key.signing, &p, "auditor", vec![linear(shift)]).expect("signs")
+    };
+    // A ticket altered after the coordinator signed it.
+    let r1 = request(0.0);
+    let mut altered = ticket(&r1, 1, Digest::default(), p.package)
+        .sign(&coordinator.signing)
+        .expect("signs");
+    altered.ticket.members = PartySet::first(3);
+    let start = StartSession {
+        request: r1.clone(),
+        ticket: altered,
+        chain: Vec::new(),
+    };
+    assert_eq!(kind(start_at_custodian(&c, &start)), RefusalKind::BadTicket);
+    // A ticket for another request than the one it carries.
+    let other = request(1.0);
+    let mismatched = StartSession {
+        request: other.clone(),
+        ticket: ticket(&r1, 1, Digest::default(), p.package)
+            .sign(&coordinator.signing)
+            .expect("signs"),
+        chain: Vec::new(),
+    };
+    assert_eq!(
+        kind(start_at_custodian(&c, &mismatched)),
+        RefusalKind::BadTicket
+    );
+    // A valid first ticket is served; a second history for the same position is a fork.
+    let good = StartSession {
+        request: r1.clone(),
+        ticket: ticket(&r1, 1, Digest::default(), p.package)
+            .sign(&coordinator.signing)
+            .expect("signs"),
+        chain: Vec::new(),
+    };
+    assert!(matches!(
+        start_at_custodian(&c, &good),
+        Ok(SessionEvent::Done(_))
+    ));
+    let fork = StartSession {
+        request: other.clone(),
+        ticket: ticket(&other, 1, Digest::default(), p.package)
+            .sign(&coordinator.signing)
+            .expect("signs"),
+        chain: Vec::new(),
+    };
+    assert_eq!(kind(start_at_custodian(&c, &fork)), RefusalKind::ChainFork);
+    // The same ticket again: a replay.
+    assert_eq!(kind(start_at_custodian(&c, &good)), RefusalKind::Replay);
+    // A package the custodians never activated (proposed, no certificate).
+    let fraud = std::fs::read_to_string(support::root().join("packages/fraud-tree/fraud-tree.qvm"))
+        .expect("source");
+    let secrets = std::fs::read_to_string(support::root().join("packages/fraud-tree/secrets.toml"))
+        .expect("secrets");
+    let committee = qvm_package::committee::Committee::from_json(
+        &std::fs::read_to_string(c.dir.path().join("committee.json")).expect("committee"),
+    )
+    .expect("committee");
+    let pkg = qvm_package::build::build(
+        qvm_package::build::BuildRequest {
+            source: &fraud,
+            secrets_toml: &secrets,
+            policy: policy(vec![identity(
+                &key,
+                "auditor",
+                1_000_000,
+                6_000,
+                1_000,
+                &["flag"],
+            )]),
+            committee: &committee,
+            owner: &c.keys("owner").signing,
+            version: 1,
+            previous: None,
+        },
+        &mut rand_core::OsRng,
+    )
+    .expect("builds");
+    let id = pkg.manifest.id().expect("id");
+    c.rt.block_on(c.client.upload(pkg.to_bytes().expect("bytes")))
+        .expect("uploads");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut fp = p.clone();
+    fp.name = "fraud_tree".into();
+    let fr = qvm::client::sign(
+        &key.signing,
+        &fp,
+        "auditor",
+        vec![vec![InputField {
+            name: "x".into(),
+            value: support::reals(&[1.0; 8]),
+        }]],
+    )
+    .expect("signs");
+    let mut t = ticket(&fr, 1, Digest::default(), id);
+    t.identity = "auditor".into();
+    let unapproved = StartSession {
+        request: fr.clone(),
+        ticket: t.sign(&coordinator.signing).expect("signs"),
+        chain: Vec::new(),
+    };
+    assert_eq!(
+        kind(start_at_custodian(&c, &unapproved)),
+        RefusalKind::NotActive
+    );
+    // And through the coordinator: no active version.
+    refused(
+        c.rt.block_on(c.client.eval(&fr)),
+        RefusalKind::UnknownProgram,
+    );
+}
