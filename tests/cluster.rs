@@ -186,7 +186,7 @@ fn a_batch_runs_in_the_rounds_of_one_evaluation() {
     let p = c.program("credit_score");
     let single = c
         .eval(&p, "analyst", vec![support::credit(0.0)])
-        .expect("served");
+        .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
     let batch: Vec<_> = (0..5).map(|i| support::credit(i as f64 * -3.0)).collect();
     let many = c.eval(&p, "analyst", batch.clone()).expect("served");
     assert_eq!(many.outputs.len(), 5);

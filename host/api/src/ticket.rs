@@ -142,6 +142,30 @@ pub enum ChainError {
     },
 }
 
+impl ChainHead {
+    /// The head after `ticket` (whose hash is `hash`, its signature already checked), if it
+    /// is the next ticket of the chain.
+    pub fn accept(&self, ticket: &Ticket, hash: Digest) -> Result<ChainHead, ChainError> {
+        let seq = ticket.sequence;
+        if seq <= self.sequence {
+            return Err(ChainError::Fork { sequence: seq });
+        }
+        if seq > self.sequence + 1 {
+            return Err(ChainError::Gap {
+                head: self.sequence,
+                got: seq,
+            });
+        }
+        if ticket.previous != self.hash {
+            return Err(ChainError::Fork { sequence: seq });
+        }
+        Ok(ChainHead {
+            sequence: seq,
+            hash,
+        })
+    }
+}
+
 /// Checks that `tickets` (in order) extend the chain from `head`, each signed by
 /// `coordinator` and of the same program and identity; returns the new head. Tickets at or
 /// below the head are refused as forks unless `known` says the custodian already holds
@@ -169,25 +193,10 @@ pub fn extend(
             return Err(invalid("another program or identity"));
         }
         let h = t.hash().map_err(|e| invalid(&e.to_string()))?;
-        if seq <= head.sequence {
-            if known(seq, &h) {
-                continue;
-            }
-            return Err(ChainError::Fork { sequence: seq });
+        if seq <= head.sequence && known(seq, &h) {
+            continue;
         }
-        if seq > head.sequence + 1 {
-            return Err(ChainError::Gap {
-                head: head.sequence,
-                got: seq,
-            });
-        }
-        if t.ticket.previous != head.hash {
-            return Err(ChainError::Fork { sequence: seq });
-        }
-        head = ChainHead {
-            sequence: seq,
-            hash: h,
-        };
+        head = head.accept(&t.ticket, h)?;
     }
     Ok(head)
 }

@@ -2,6 +2,7 @@
 //! tests and benchmarks drive directly (the coordinator client, the local cluster).
 
 pub mod audit;
+pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod compile;

@@ -3,7 +3,7 @@
 //! Thin by design: parse arguments, call the libraries, print. The verbs arrive with the
 //! crates that implement them.
 
-use qvm::{audit, cluster, compile, daemons, demo, eval, package, run};
+use qvm::{audit, bench, cluster, compile, daemons, demo, eval, package, run};
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +53,8 @@ enum Command {
     Coordinator(daemons::CoordinatorCommand),
     /// Evaluate a program through a coordinator.
     Eval(eval::Args),
+    /// Load a cluster and report latency and throughput, with every control on.
+    Bench(bench::Args),
     /// Audit logs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -84,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Cluster(cmd)) => cluster::run(cmd),
         Some(Command::Audit(cmd)) => audit::run(cmd),
+        Some(Command::Bench(args)) => bench::run(args),
         None => std::process::ExitCode::SUCCESS,
     }
 }

@@ -31,6 +31,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// Deadline of health checks and control calls.
 const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
 const HEALTH_DEADLINE: Duration = Duration::from_millis(800);
+/// Health checks a custodian may miss in a row before it is taken out of scheduling.
+const MISSED_CHECKS: u32 = 3;
 const LEDGER: &str = "pool/ledger";
 
 /// Why the coordinator cannot start.
@@ -62,6 +64,8 @@ pub struct PeerState {
     pub failures: u32,
     /// Held unhealthy until then (after failing a session).
     pub quarantine_until: Option<Instant>,
+    /// Health checks missed in a row.
+    pub missed: u32,
 }
 
 /// One custodian, as the coordinator reaches it.
@@ -143,6 +147,9 @@ pub struct Coordinator {
     pub(crate) issuing: Mutex<()>,
     pub(crate) buckets: Mutex<HashMap<(String, String), (f64, u64)>>,
     pub(crate) rotation: AtomicUsize,
+    /// The largest single request's need per pool (triples, bits): the offline phase keeps
+    /// twice that available.
+    pub(crate) demand: [std::sync::atomic::AtomicU64; 2],
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -217,6 +224,7 @@ impl Coordinator {
             issuing: Mutex::new(()),
             buckets: Mutex::new(HashMap::new()),
             rotation: AtomicUsize::new(0),
+            demand: Default::default(),
             metrics: Metrics::default(),
         };
         coordinator.recover()?;
@@ -338,6 +346,16 @@ impl Coordinator {
         let c = Arc::clone(self);
         tokio::spawn(async move {
             loop {
+                if let Err(e) = c.refill().await {
+                    tracing::warn!(error = %e, "offline phase");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                tokio::time::sleep(TICK).await;
+            }
+        });
+        let c = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
                 if let Err(e) = c.maintain().await {
                     tracing::warn!(error = %e, "background work");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -355,6 +373,7 @@ impl Coordinator {
         for (c, report) in futures::future::join_all(checks).await {
             c.update(|s| match report {
                 Ok(r) => {
+                    s.missed = 0;
                     let quarantined = s.quarantine_until.is_some_and(|t| Instant::now() < t);
                     if !s.healthy && !quarantined {
                         tracing::info!(custodian = %c.index, "healthy");
@@ -367,10 +386,13 @@ impl Coordinator {
                     s.report = Some(r);
                 }
                 Err(e) => {
-                    if s.healthy {
+                    // A busy custodian may miss one check; a dead or stalled one misses
+                    // them all. (A failed session step marks it at once.)
+                    s.missed += 1;
+                    if s.healthy && s.missed >= MISSED_CHECKS {
                         tracing::warn!(custodian = %c.index, error = %e, "unhealthy");
+                        s.healthy = false;
                     }
-                    s.healthy = false;
                 }
             });
         }
@@ -391,8 +413,7 @@ impl Coordinator {
         self.setup().await?;
         self.catch_up().await?;
         self.collect_approvals().await?;
-        self.push_actives().await?;
-        self.refill().await
+        self.push_actives().await
     }
 
     /// Committee setup (DESIGN.md §3): once every custodian is up and none holds keys,
@@ -525,9 +546,26 @@ impl Coordinator {
             return Ok(());
         }
         for kind in [PoolKind::Triples, PoolKind::Bits] {
-            if self.ledger().available(kind) >= self.config.offline.low_water {
-                continue;
+            // Keep at least the configured level, and twice the largest request seen.
+            let target =
+                self.config.offline.low_water.max(
+                    2 * self.demand[pool_slot(kind)].load(std::sync::atomic::Ordering::Relaxed),
+                );
+            for _ in 0..64 {
+                if self.ledger().available(kind) >= target {
+                    break;
+                }
+                if !self.refill_once(kind).await? {
+                    return Ok(());
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// One batch of `kind`; false if too few custodians are ready.
+    async fn refill_once(&self, kind: PoolKind) -> Result<bool, Refusal> {
+        {
             let start = self.ledger().next_batch_start(kind);
             // Members: custodians whose pools are complete up to the ledger.
             let ready: Vec<&CustodianLink> = self
@@ -538,11 +576,11 @@ impl Coordinator {
                 .take(self.mpc.offline_quorum())
                 .collect();
             if ready.len() < self.mpc.offline_quorum() {
-                return Ok(());
+                return Ok(false);
             }
             self.run_batch(kind, start, &ready).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn run_batch(
@@ -609,7 +647,15 @@ impl Coordinator {
                 c.peer
                     .post::<_, ()>("/v1/control", &msg, CONTROL_DEADLINE)
                     .await
-                    .map_err(call)
+                    .map_err(call)?;
+                // Its pool now ends after this batch (the next health report says so too).
+                c.update(|s| {
+                    if let Some(h) = &mut s.report {
+                        h.pool_end[pool_slot(kind)] =
+                            h.pool_end[pool_slot(kind)].max(start + count);
+                    }
+                });
+                Ok::<(), Refusal>(())
             }
         });
         for r in futures::future::join_all(sends).await {

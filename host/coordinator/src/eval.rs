@@ -85,6 +85,7 @@ impl Coordinator {
         self: &Arc<Self>,
         req: SignedRequest,
     ) -> Result<(EvalResponse, String), Refusal> {
+        let t0 = Instant::now();
         let checked = match self.check(&req) {
             Ok(c) => c,
             Err(r) => {
@@ -95,11 +96,21 @@ impl Coordinator {
         let mut excluded = PartySet::EMPTY;
         let mut last = None;
         for attempt in 0..MAX_ATTEMPTS {
+            let t_check = t0.elapsed();
             let members = self.pick(&checked, excluded)?;
             let ticket = self.issue(&req, &checked, members, attempt)?;
+            let t_issue = t0.elapsed();
             match self.run(&req, &ticket, &checked).await {
                 Ok((outputs, rounds)) => {
+                    let t_run = t0.elapsed();
                     let resp = self.answer(&checked, &ticket, outputs, rounds)?;
+                    tracing::debug!(
+                        check_us = t_check.as_micros() as u64,
+                        issue_us = (t_issue - t_check).as_micros() as u64,
+                        session_us = (t_run - t_issue).as_micros() as u64,
+                        answer_us = (t0.elapsed() - t_run).as_micros() as u64,
+                        "evaluated"
+                    );
                     return Ok((resp, checked.program.manifest.program.clone()));
                 }
                 Err(Failure::Final(r)) => return Err(r),
@@ -295,6 +306,9 @@ impl Coordinator {
             .issuing
             .lock()
             .map_err(|_| refuse(RefusalKind::Internal, "lock"))?;
+        let (need_t, need_b) = (m.cost.multiplications * items, m.cost.random_bits * items);
+        self.demand[0].fetch_max(need_t, Ordering::Relaxed);
+        self.demand[1].fetch_max(need_b, Ordering::Relaxed);
         let mut ledger = self.ledger();
         let mut next = ledger.clone();
         let grant = next

@@ -33,7 +33,7 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Io(e.to_string()))??;
     c.spawn_background();
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = qvm_node::http::listen(listen)
         .await
         .map_err(|e| ServeError::Io(format!("{listen}: {e}")))?;
     tracing::info!(%listen, "coordinator listening");

@@ -16,7 +16,10 @@ use qvm_mpc::pool::{Material, PoolGrant, PoolKind};
 use qvm_package::policy::Identity;
 
 use crate::node::{Active, Node, internal};
-use crate::store::{CustodianWrites, StoreError, Tx, now_ms};
+use crate::store::{CustodianWrites, Tx, now_ms};
+
+/// How long admission waits for a batch record the ticket's grant needs.
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An admitted session, its budget debited and its audit entry durable.
 pub struct Admitted {
@@ -174,6 +177,17 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
     let ticket_hash = signed
         .hash()
         .map_err(|e| refuse(RefusalKind::BadTicket, e.to_string()))?;
+    // The coordinator grants items as soon as it has published a batch; the record may
+    // still be on its way here. Wait a little for it rather than fail the session.
+    let needed = [t.grant.triples.end(), t.grant.bits.end()];
+    let deadline = std::time::Instant::now() + POOL_WAIT;
+    while std::time::Instant::now() < deadline
+        && node.with_pool(|p| {
+            p.end(PoolKind::Triples) < needed[0] || p.end(PoolKind::Bits) < needed[1]
+        })
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // The durable part, with the pool locked so the items checked are the items taken.
     node.with_pool(|pool| {
         for kind in [PoolKind::Triples, PoolKind::Bits] {
@@ -224,7 +238,7 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
     })
 }
 
-/// The transaction: chain, replay, budget, rate, high-water marks, audit entry.
+/// The transaction: chain, replay, budget, rate, pooled ranges, audit entry.
 fn commit(
     node: &Node,
     tx: &mut Tx<'_>,
@@ -235,92 +249,43 @@ fn commit(
 ) -> Result<(), Refusal> {
     let t = &start.ticket.ticket;
     let (program, who) = (t.program.as_str(), t.identity.as_str());
-    let head = tx
-        .chain_head(program, who)?
-        .map(|(sequence, hash)| ChainHead { sequence, hash })
-        .unwrap_or_default();
-    let mut tickets: Vec<SignedTicket> = start.chain.clone();
-    tickets.push(start.ticket.clone());
-    // Known tickets at or below the head are skipped; looked up before the closure so
-    // the closure does not borrow the transaction.
-    let mut known = Vec::new();
-    for s in &tickets {
-        if s.ticket.sequence <= head.sequence {
-            known.push((
-                s.ticket.sequence,
-                tx.ticket_hash(program, who, s.ticket.sequence)?,
+    let charge = cost(&start.ticket)?;
+    // A ticket this custodian first learned of through a later ticket's chain (concurrent
+    // sessions arrive in any order) is served now; its cost was counted then.
+    let late = match tx.ticket_served(program, who, t.sequence)? {
+        None => false,
+        Some(served) => {
+            if tx.ticket_hash(program, who, t.sequence)?.as_ref() != Some(ticket_hash) {
+                tracing::error!(node = %node.name, identity = who, "ALARM: chain fork at {}", t.sequence);
+                return Err(refuse(
+                    RefusalKind::ChainFork,
+                    format!(
+                        "ticket chain fork at sequence {}: a coordinator is splitting a budget",
+                        t.sequence
+                    ),
+                ));
+            }
+            if served {
+                return Err(refuse(
+                    RefusalKind::Replay,
+                    "this ticket was already served",
+                ));
+            }
+            true
+        }
+    };
+    if !late {
+        extend_chain(node, tx, start, ticket_hash, identity, cost)?;
+        let spent = tx.spent(program, who, window(identity, &start.ticket))?;
+        if spent.saturating_add(charge) > identity.budget {
+            return Err(refuse(
+                RefusalKind::BudgetExhausted,
+                format!(
+                    "budget: {spent} of {} cost units spent this period, this request costs {charge}",
+                    identity.budget
+                ),
             ));
         }
-    }
-    let is_known = |seq: u64, h: &Digest| {
-        known
-            .iter()
-            .any(|(s, k)| *s == seq && k.as_ref() == Some(h))
-    };
-    if is_known(t.sequence, ticket_hash) {
-        return Err(refuse(
-            RefusalKind::Replay,
-            "this ticket was already served",
-        ));
-    }
-    match extend(head, &tickets, &node.committee.coordinator, is_known) {
-        Ok(_) => {}
-        Err(ChainError::Gap { head, .. }) => {
-            let mut r = refuse(
-                RefusalKind::ChainGap,
-                format!("the chain head here is {head}"),
-            );
-            r.chain_head = Some(head);
-            return Err(r);
-        }
-        Err(e @ ChainError::Fork { .. }) => {
-            tracing::error!(node = %node.name, identity = who, "ALARM: {e}");
-            return Err(refuse(RefusalKind::ChainFork, e.to_string()));
-        }
-        Err(e) => return Err(refuse(RefusalKind::BadTicket, e.to_string())),
-    }
-    let window = |s: &SignedTicket| s.ticket.issued_at / identity.period_secs.max(1);
-    // Tickets this custodian missed: recorded (and counted against the budget) as served
-    // by others.
-    for s in &start.chain {
-        if s.ticket.sequence > head.sequence {
-            let h = s.hash().map_err(|e| internal(e.to_string()))?;
-            tx.insert_ticket(
-                program,
-                who,
-                s.ticket.sequence,
-                &h,
-                &s.ticket.request,
-                s.ticket.attempt,
-                cost(s)?,
-                window(s),
-                false,
-            )?;
-        }
-    }
-    // Replay: the first attempt at a request appears once; a retry follows a first attempt.
-    let attempts = tx.attempts(&t.request)?;
-    let replay = match t.attempt {
-        0 => attempts > 0,
-        a => attempts == 0 || a >= MAX_ATTEMPTS,
-    };
-    if replay {
-        return Err(refuse(
-            RefusalKind::Replay,
-            "this request was already served",
-        ));
-    }
-    // Budget.
-    let charge = cost(&start.ticket)?;
-    let spent = tx.spent(program, who, window(&start.ticket))?;
-    if spent.saturating_add(charge) > identity.budget {
-        return Err(refuse(
-            RefusalKind::BudgetExhausted,
-            format!(
-                "budget: {spent} of {} cost units spent this period, this request costs {charge}",
-                identity.budget
-            ),
-        ));
     }
     // Rate: a token bucket per identity.
     let now = now_ms();
@@ -339,34 +304,33 @@ fn commit(
     }
     let tokens = if t.attempt == 0 { tokens - 1.0 } else { tokens };
     tx.put_bucket(program, who, tokens, now)?;
-    // Pooled items: never below the high-water marks.
+    // Pooled items: never handed out twice, in whatever order sessions arrive.
     for (kind, r) in [
         (PoolKind::Triples, t.grant.triples),
         (PoolKind::Bits, t.grant.bits),
     ] {
-        if r.count == 0 {
-            continue;
-        }
-        let mark = tx.high_water(pool_slot(kind))?;
-        if r.start < mark {
+        if r.count > 0 && !tx.take_range(pool_slot(kind), r.start, r.end())? {
             return Err(refuse(
                 RefusalKind::BadTicket,
-                format!("the ticket reuses {kind} below the high-water mark {mark}"),
+                format!("the ticket grants {kind} that were already used"),
             ));
         }
-        tx.raise_high_water(pool_slot(kind), r.end())?;
     }
-    tx.insert_ticket(
-        program,
-        who,
-        t.sequence,
-        ticket_hash,
-        &t.request,
-        t.attempt,
-        charge,
-        window(&start.ticket),
-        true,
-    )?;
+    if late {
+        tx.mark_served(program, who, t.sequence)?;
+    } else {
+        tx.insert_ticket(
+            program,
+            who,
+            t.sequence,
+            ticket_hash,
+            &t.request,
+            t.attempt,
+            charge,
+            window(identity, &start.ticket),
+            true,
+        )?;
+    }
     tx.audit(Event::Evaluation {
         request: t.request,
         ticket: *ticket_hash,
@@ -375,7 +339,93 @@ fn commit(
         members: t.members,
         items: t.items,
         cost: charge,
-    })
-    .map_err(|e: StoreError| -> Refusal { e.into() })?;
+    })?;
     Ok(())
+}
+
+/// Extends the identity's chain with the tickets this custodian missed (signatures
+/// checked; recorded and counted against the budget as served by others) and the new one
+/// (checked already), and refuses a replayed request.
+fn extend_chain(
+    node: &Node,
+    tx: &mut Tx<'_>,
+    start: &StartSession,
+    ticket_hash: &Digest,
+    identity: &Identity,
+    cost: &dyn Fn(&SignedTicket) -> Result<u64, Refusal>,
+) -> Result<(), Refusal> {
+    let t = &start.ticket.ticket;
+    let (program, who) = (t.program.as_str(), t.identity.as_str());
+    let head = tx
+        .chain_head(program, who)?
+        .map(|(sequence, hash)| ChainHead { sequence, hash })
+        .unwrap_or_default();
+    // Missed tickets at or below the head that this custodian holds are skipped; looked
+    // up first so the check does not borrow the transaction.
+    let mut known = Vec::new();
+    for s in &start.chain {
+        if s.ticket.sequence <= head.sequence {
+            known.push((
+                s.ticket.sequence,
+                tx.ticket_hash(program, who, s.ticket.sequence)?,
+            ));
+        }
+    }
+    let is_known = |seq: u64, h: &Digest| {
+        known
+            .iter()
+            .any(|(s, k)| *s == seq && k.as_ref() == Some(h))
+    };
+    let extended = extend(head, &start.chain, &node.committee.coordinator, is_known)
+        .and_then(|h| h.accept(t, *ticket_hash));
+    match extended {
+        Ok(_) => {}
+        Err(ChainError::Gap { head, .. }) => {
+            let mut r = refuse(
+                RefusalKind::ChainGap,
+                format!("the chain head here is {head}"),
+            );
+            r.chain_head = Some(head);
+            return Err(r);
+        }
+        Err(e @ ChainError::Fork { .. }) => {
+            tracing::error!(node = %node.name, identity = who, "ALARM: {e}");
+            return Err(refuse(RefusalKind::ChainFork, e.to_string()));
+        }
+        Err(e) => return Err(refuse(RefusalKind::BadTicket, e.to_string())),
+    }
+    for s in &start.chain {
+        if s.ticket.sequence > head.sequence {
+            let h = s.hash().map_err(|e| internal(e.to_string()))?;
+            tx.insert_ticket(
+                program,
+                who,
+                s.ticket.sequence,
+                &h,
+                &s.ticket.request,
+                s.ticket.attempt,
+                cost(s)?,
+                window(identity, s),
+                false,
+            )?;
+        }
+    }
+    // Replay: the first attempt at a request appears once; a retry follows a first attempt.
+    let attempts = tx.attempts(&t.request)?;
+    let replay = match t.attempt {
+        0 => attempts > 0,
+        a => attempts == 0 || a >= MAX_ATTEMPTS,
+    };
+    if replay {
+        return Err(refuse(
+            RefusalKind::Replay,
+            "this request was already served",
+        ));
+    }
+    Ok(())
+}
+
+/// The budget window a ticket falls in.
+fn window(identity: &Identity, s: &SignedTicket) -> u64 {
+    s.ticket.issued_at / identity.period_secs.max(1)
 }

@@ -37,7 +37,7 @@ pub async fn serve(
     })
     .await
     .map_err(|e| ServeError::Io(e.to_string()))??;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = qvm_node::http::listen(config.listen)
         .await
         .map_err(|e| ServeError::Io(format!("{}: {e}", config.listen)))?;
     tracing::info!(node = %node.name, listen = %config.listen, "custodian listening");

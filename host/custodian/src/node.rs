@@ -309,9 +309,19 @@ impl Node {
                 pool.add(record.spec.start, produced)
                     .map_err(|e| StartError::Recovery(e.to_string()))?;
             }
-            for kind in [PoolKind::Triples, PoolKind::Bits] {
-                let mark = self.store().high_water(pool_slot(kind))?;
-                pool.skip_to(kind, mark);
+            for (slot, start, end) in self.store().taken()? {
+                let kind = if slot == pool_slot(PoolKind::Triples) {
+                    PoolKind::Triples
+                } else {
+                    PoolKind::Bits
+                };
+                pool.mark_used(
+                    kind,
+                    qvm_mpc::pool::Range {
+                        start,
+                        count: end - start,
+                    },
+                );
             }
         }
         let rows = self.store().packages_in("active")?;

@@ -126,9 +126,11 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
     let start = Arc::new(start);
     let s2 = Arc::clone(&start);
     // Admission does blocking database work (fsync).
+    let t0 = std::time::Instant::now();
     let admitted = tokio::task::spawn_blocking(move || admit(&n2, &s2))
         .await
         .map_err(|e| internal(e.to_string()))??;
+    tracing::debug!(node = %node.name, admit_us = t0.elapsed().as_micros() as u64, "admitted");
     let session = start.ticket.ticket.session;
     let (round_tx, round_rx) = mpsc::channel(1);
     let (event_tx, event_rx) = mpsc::channel(1);
@@ -139,7 +141,9 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
     node.sessions.insert(session, Arc::clone(&handle))?;
     node.metrics.session_started();
     spawn_items(&node, &ring, &start, admitted, round_rx, event_tx)?;
-    next_event(&node, session, &handle).await
+    let event = next_event(&node, session, &handle).await;
+    tracing::debug!(node = %node.name, first_event_us = t0.elapsed().as_micros() as u64, "first event");
+    event
 }
 
 /// Takes the king's openings for a round and returns the next event.
@@ -218,7 +222,9 @@ fn spawn_items(
         let (rt, program) = (Arc::clone(&node.runtime), admitted.active.program.clone());
         let (fields, granted, reports) = (to_fields(input), granted.clone(), report_tx.clone());
         tokio::spawn(async move {
+            let t = std::time::Instant::now();
             let (result, mut backend) = rt.run(&program, backend, fields).await;
+            tracing::debug!(run_us = t.elapsed().as_micros() as u64, "instance ran");
             let done = match result {
                 Ok(outputs) => {
                     let chosen: Vec<&(String, SharedVec)> = outputs

@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS batches (
     kind INTEGER NOT NULL, start INTEGER NOT NULL, id BLOB NOT NULL UNIQUE, record BLOB NOT NULL,
     PRIMARY KEY (kind, start));
 CREATE TABLE IF NOT EXISTS started_batches (id BLOB PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS high_water (kind INTEGER PRIMARY KEY, mark INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS taken (kind INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, PRIMARY KEY (kind, start));
 CREATE TABLE IF NOT EXISTS tickets (
     program TEXT NOT NULL, identity TEXT NOT NULL, sequence INTEGER NOT NULL,
     hash BLOB NOT NULL, request BLOB NOT NULL, attempt INTEGER NOT NULL,
@@ -119,17 +119,19 @@ pub trait CustodianReads {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The high-water mark of pool slot `kind`.
-    fn high_water(&self, kind: usize) -> Result<u64, StoreError> {
-        Ok(self
+    /// The pooled ranges handed out, per pool slot: (slot, start, end).
+    fn taken(&self) -> Result<Vec<(usize, u64, u64)>, StoreError> {
+        let mut stmt = self
             .db()
-            .query_row(
-                "SELECT mark FROM high_water WHERE kind = ?1",
-                [kind as i64],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-            .unwrap_or(0) as u64)
+            .prepare("SELECT kind, start, end FROM taken ORDER BY kind, start")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as usize,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Cost units charged to an identity in a budget window.
@@ -322,24 +324,56 @@ pub trait CustodianWrites {
         Ok(())
     }
 
-    /// The high-water mark of pool slot `kind`.
-    fn high_water(&self, kind: usize) -> Result<u64, StoreError> {
+    /// Records a range of pool slot `kind` as handed out, unless it overlaps one handed
+    /// out before (then returns false and records nothing).
+    fn take_range(&mut self, kind: usize, start: u64, end: u64) -> Result<bool, StoreError> {
+        let overlaps = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM taken WHERE kind = ?1 AND start < ?3 AND end > ?2 LIMIT 1",
+                params![kind as i64, start as i64, end as i64],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if overlaps {
+            return Ok(false);
+        }
+        self.conn().execute(
+            "INSERT INTO taken (kind, start, end) VALUES (?1, ?2, ?3)",
+            params![kind as i64, start as i64, end as i64],
+        )?;
+        Ok(true)
+    }
+
+    /// Whether ticket `sequence` of a chain is held and whether this custodian served it.
+    fn ticket_served(
+        &self,
+        program: &str,
+        identity: &str,
+        sequence: u64,
+    ) -> Result<Option<bool>, StoreError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT mark FROM high_water WHERE kind = ?1",
-                [kind as i64],
+                "SELECT served FROM tickets WHERE program = ?1 AND identity = ?2 AND sequence = ?3",
+                params![program, identity, sequence as i64],
                 |r| r.get::<_, i64>(0),
             )
             .optional()?
-            .unwrap_or(0) as u64)
+            .map(|s| s != 0))
     }
 
-    /// Raises the high-water mark of pool slot `kind`.
-    fn raise_high_water(&mut self, kind: usize, mark: u64) -> Result<(), StoreError> {
+    /// Marks a ticket learned from a later ticket's chain as served here now.
+    fn mark_served(
+        &mut self,
+        program: &str,
+        identity: &str,
+        sequence: u64,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO high_water (kind, mark) VALUES (?1, ?2) ON CONFLICT(kind) DO UPDATE SET mark = MAX(mark, ?2)",
-            params![kind as i64, mark as i64],
+            "UPDATE tickets SET served = 1 WHERE program = ?1 AND identity = ?2 AND sequence = ?3",
+            params![program, identity, sequence as i64],
         )?;
         Ok(())
     }

@@ -86,14 +86,16 @@ pub enum Error {
     /// This custodian is not in the session set.
     #[error("custodian {0} is not in the session set")]
     NotInSession(PartyIndex),
-    /// A grant starts below the pool's high-water mark: its items were already used.
-    #[error("refused: {pool} items from {start} were already used (high-water mark {high_water})")]
+    /// A grant overlaps items already used.
+    #[error(
+        "refused: {pool} items from {start} were already used (a used range ends at {high_water})"
+    )]
     PoolReuse {
         /// Which pool.
         pool: PoolKind,
         /// The grant's first item.
         start: u64,
-        /// Items below this were used or skipped.
+        /// The end of the used range the grant overlaps.
         high_water: u64,
     },
     /// Not enough pooled material.

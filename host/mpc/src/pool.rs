@@ -4,12 +4,12 @@
 //! are appended in order ([`Pool::add`]), and a custodian that missed a batch rebuilds its
 //! items from the public values ([`crate::offline::catch_up`]). An online session is granted
 //! index ranges ([`PoolGrant`], named in the ticket); [`Pool::take`] hands out exactly those
-//! items and raises the pool's high-water mark past them, refusing any grant that starts
-//! below it, so no item is ever used twice. Items skipped over (granted to sessions this
-//! custodian did not serve) are discarded. The coordinator hands out ranges from a
-//! [`PoolLedger`].
+//! items and records them as used, refusing any grant that overlaps a used range, so no
+//! item is ever used twice — in whatever order concurrent sessions arrive. Items granted to
+//! sessions this custodian did not serve stay until the front of the pool is used up. The
+//! coordinator hands out ranges from a [`PoolLedger`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use qvm_core::Fp;
@@ -103,13 +103,20 @@ impl Material {
     }
 }
 
-/// A sequence of items with a global index and a high-water mark.
+/// A sequence of items with a global index, and the ranges already handed out.
+///
+/// Sessions may start out of order (concurrent sessions reach a custodian in any order),
+/// so a grant may lie above or below another: what must never happen is handing out an
+/// item twice. Items handed out are zeroized in place and recorded as used ranges; the
+/// front of the pool is dropped once it is entirely used.
 #[derive(Default)]
 struct Store<T: Zeroize + Copy + Default> {
-    /// Global index of `items[0]`.
+    /// Global index of `items[0]`: every item below it was used or discarded.
     base: u64,
     items: VecDeque<T>,
-    /// Items below this index were used or skipped.
+    /// Used ranges at or above `base`, start → end, disjoint.
+    used: BTreeMap<u64, u64>,
+    /// One past the highest item handed out.
     high_water: u64,
 }
 
@@ -132,34 +139,49 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         Ok(())
     }
 
-    /// Discards everything below `mark` and raises the high-water mark to it.
-    fn skip_to(&mut self, mark: u64) {
-        while self.base < mark {
-            if let Some(mut x) = self.items.pop_front() {
-                x.zeroize();
-            }
-            self.base += 1;
+    /// The end of a used range `range` overlaps (or the base, if it starts below it).
+    fn overlap(&self, range: Range) -> Option<u64> {
+        if range.start < self.base {
+            return Some(self.base);
         }
-        self.high_water = self.high_water.max(mark);
+        self.used
+            .range(..range.end())
+            .next_back()
+            .filter(|(_, end)| **end > range.start)
+            .map(|(_, end)| *end)
     }
 
-    /// Hands out `range`, which [`Pool::check`] has vetted: discards everything below it
-    /// (used or skipped) and raises the high-water mark past it.
+    /// Hands out `range`, which [`Pool::check`] has vetted.
     fn take(&mut self, range: Range) -> Vec<T> {
         if range.count == 0 {
             return Vec::new();
         }
-        // Discard everything below the range (used or skipped), then hand out the range.
-        while self.base < range.start {
-            if let Some(mut x) = self.items.pop_front() {
+        let from = (range.start - self.base) as usize;
+        let out: Vec<T> = self
+            .items
+            .range_mut(from..from + range.count as usize)
+            .map(|x| {
+                let v = *x;
                 x.zeroize();
-            }
-            self.base += 1;
-        }
-        let out: Vec<T> = self.items.drain(..range.count as usize).collect();
-        self.base += range.count;
-        self.high_water = range.end();
+                v
+            })
+            .collect();
+        self.mark_used(range);
         out
+    }
+
+    /// Records `range` as used and drops the used front of the pool.
+    fn mark_used(&mut self, range: Range) {
+        if range.count == 0 {
+            return;
+        }
+        self.high_water = self.high_water.max(range.end());
+        self.used.insert(range.start.max(self.base), range.end());
+        while let Some(end) = self.used.remove(&self.base) {
+            let n = (end.min(self.end()) - self.base) as usize;
+            self.items.drain(..n).for_each(|mut x| x.zeroize());
+            self.base = end;
+        }
     }
 }
 
@@ -219,7 +241,7 @@ impl Pool {
         }
     }
 
-    /// The high-water mark of a pool: items below it can never be handed out again.
+    /// One past the highest item handed out from a pool.
     pub fn high_water(&self, kind: PoolKind) -> u64 {
         match kind {
             PoolKind::Triples => self.triples.high_water,
@@ -227,12 +249,12 @@ impl Pool {
         }
     }
 
-    /// Discards the items below `mark` as used: how a custodian restores its high-water
-    /// marks from durable storage after a restart, once it has rebuilt its batches.
-    pub fn skip_to(&mut self, kind: PoolKind, mark: u64) {
+    /// Records `range` as used without handing it out: how a custodian restores what it
+    /// handed out from durable storage after a restart, once it has rebuilt its batches.
+    pub fn mark_used(&mut self, kind: PoolKind, range: Range) {
         match kind {
-            PoolKind::Triples => self.triples.skip_to(mark),
-            PoolKind::Bits => self.bits.skip_to(mark),
+            PoolKind::Triples => self.triples.mark_used(range),
+            PoolKind::Bits => self.bits.mark_used(range),
         }
     }
 
@@ -251,14 +273,18 @@ impl Pool {
         if range.count == 0 {
             return Ok(());
         }
-        let (high_water, end) = (self.high_water(kind), self.end(kind));
-        if range.start < high_water {
+        let store_overlap = match kind {
+            PoolKind::Triples => self.triples.overlap(range),
+            PoolKind::Bits => self.bits.overlap(range),
+        };
+        if let Some(high_water) = store_overlap {
             return Err(Error::PoolReuse {
                 pool: kind,
                 start: range.start,
                 high_water,
             });
         }
+        let end = self.end(kind);
         if range.end() > end {
             return Err(Error::PoolDry {
                 pool: kind,
@@ -385,20 +411,41 @@ mod tests {
     }
 
     #[test]
-    fn skipped_items_are_never_handed_out() -> Result<()> {
+    fn grants_may_arrive_out_of_order_but_never_twice() -> Result<()> {
         let mut pool = Pool::new();
         pool.add(0, bits(10))?;
-        pool.skip_to(PoolKind::Bits, 6);
-        assert_eq!(pool.high_water(PoolKind::Bits), 6);
         let g = |start, count| PoolGrant {
             bits: Range { start, count },
             ..PoolGrant::default()
         };
-        assert!(matches!(pool.take(&g(5, 1)), Err(Error::PoolReuse { .. })));
+        // A later grant first, then an earlier one: both served, nothing twice.
         assert_eq!(
             pool.take(&g(6, 2))?.bits,
             vec![Fp::from(6u64), Fp::from(7u64)]
         );
+        assert_eq!(
+            pool.take(&g(0, 3))?.bits,
+            vec![Fp::from(0u64), Fp::from(1u64), Fp::from(2u64)]
+        );
+        assert!(matches!(
+            pool.take(&g(7, 1)),
+            Err(Error::PoolReuse { high_water: 8, .. })
+        ));
+        assert!(matches!(
+            pool.take(&g(2, 2)),
+            Err(Error::PoolReuse { high_water: 3, .. })
+        ));
+        assert_eq!(pool.take(&g(3, 3))?.bits.len(), 3);
+        assert_eq!(pool.high_water(PoolKind::Bits), 8);
+        // Restored after a restart: used ranges are refused.
+        let mut restored = Pool::new();
+        restored.add(0, bits(10))?;
+        restored.mark_used(PoolKind::Bits, Range { start: 4, count: 2 });
+        assert!(matches!(
+            restored.take(&g(5, 1)),
+            Err(Error::PoolReuse { .. })
+        ));
+        assert_eq!(restored.take(&g(6, 1))?.bits, vec![Fp::from(6u64)]);
         Ok(())
     }
 

@@ -105,3 +105,17 @@ impl IntoResponse for Refused {
         refusal_response(&self.0)
     }
 }
+
+/// Binds a listener whose connections have `TCP_NODELAY` set: round messages are small
+/// and latency-bound, and Nagle's algorithm with delayed ACKs would hold them for tens of
+/// milliseconds.
+pub async fn listen(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<impl axum::serve::Listener<Addr = std::net::SocketAddr>> {
+    use axum::serve::ListenerExt;
+    Ok(tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    }))
+}
