@@ -242,3 +242,188 @@ fn a_batch_runs_in_the_rounds_of_one_evaluation() {
         "{out}"
     );
 }
+
+/// Checks a JSON value against an OpenAPI 3.1 schema (the subset the description uses:
+/// `$ref`, types, `required`, `properties`, `items`, `enum`).
+fn conforms(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    v: &serde_json::Value,
+    at: &str,
+) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap_or_default();
+        return conforms(doc, &doc["components"]["schemas"][name], v, at);
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        serde_json::Value::String(t) => vec![t.as_str()],
+        serde_json::Value::Array(ts) => ts.iter().filter_map(|t| t.as_str()).collect(),
+        _ => vec![],
+    };
+    let type_ok = types.is_empty()
+        || types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_i64() || v.is_u64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+    if !type_ok {
+        return Err(format!("{at}: {v} is not {types:?}"));
+    }
+    if let Some(e) = schema["enum"].as_array()
+        && !e.contains(v)
+    {
+        return Err(format!("{at}: {v} is not one of {e:?}"));
+    }
+    if let Some(req) = schema["required"].as_array() {
+        for r in req.iter().filter_map(|r| r.as_str()) {
+            if v.get(r).is_none() {
+                return Err(format!("{at}: missing `{r}`"));
+            }
+        }
+    }
+    if let (Some(props), Some(obj)) = (schema["properties"].as_object(), v.as_object()) {
+        for (k, s) in props {
+            if let Some(x) = obj.get(k) {
+                conforms(doc, s, x, &format!("{at}.{k}"))?;
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            conforms(doc, items, x, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Method, described path, concrete path, body (content type and bytes).
+type ApiCall = (
+    &'static str,
+    &'static str,
+    String,
+    Option<(&'static str, Vec<u8>)>,
+);
+
+#[test]
+fn the_client_api_matches_its_openapi_description() {
+    let c = support::Live::up(2, 3);
+    let key = c.client_key();
+    let id = c.deploy(
+        "linear-score",
+        support::policy(vec![support::identity(
+            &key,
+            "analyst",
+            1_000_000,
+            6_000,
+            1_000,
+            &["score"],
+        )]),
+    );
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(support::root().join("docs/openapi.json")).expect("openapi.json"),
+    )
+    .expect("JSON");
+    let http = reqwest::Client::new();
+    let p = c.program("linear_score");
+    let good =
+        qvm::client::sign(&key.signing, &p, "analyst", vec![support::linear(0.0)]).expect("signs");
+    let mut bad = good.clone();
+    bad.request.nonce = vec![9; 16];
+    let calls: Vec<ApiCall> = vec![
+        ("get", "/healthz", "/healthz".into(), None),
+        ("get", "/metrics", "/metrics".into(), None),
+        ("get", "/v1/status", "/v1/status".into(), None),
+        ("get", "/v1/programs", "/v1/programs".into(), None),
+        (
+            "get",
+            "/v1/programs/{name}",
+            "/v1/programs/linear_score".into(),
+            None,
+        ),
+        (
+            "get",
+            "/v1/programs/{name}",
+            "/v1/programs/no_such_program".into(),
+            None,
+        ),
+        (
+            "get",
+            "/v1/packages/{id}",
+            format!("/v1/packages/{id}"),
+            None,
+        ),
+        (
+            "post",
+            "/v1/packages",
+            "/v1/packages".into(),
+            Some(("application/octet-stream", b"not a package".to_vec())),
+        ),
+        (
+            "post",
+            "/v1/eval",
+            "/v1/eval".into(),
+            Some(("application/json", serde_json::to_vec(&good).expect("json"))),
+        ),
+        (
+            "post",
+            "/v1/eval",
+            "/v1/eval".into(),
+            Some(("application/json", serde_json::to_vec(&bad).expect("json"))),
+        ),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (method, template, path, body) in calls {
+        let url = format!("{}{path}", c.file.coordinator);
+        let req = match &body {
+            Some((ct, b)) => http.post(&url).header("content-type", *ct).body(b.clone()),
+            None => http.get(&url),
+        };
+        let resp = c.rt.block_on(req.send()).expect("answers");
+        let status = resp.status().as_u16().to_string();
+        let is_json = resp.headers().get("content-type").is_some_and(|v| {
+            v.to_str()
+                .unwrap_or_default()
+                .starts_with("application/json")
+        });
+        let text = c.rt.block_on(resp.text()).expect("body");
+        let op = &doc["paths"][template][method];
+        assert!(op.is_object(), "{method} {template} is not described");
+        let mut response = op["responses"][&status].clone();
+        assert!(
+            response.is_object(),
+            "{method} {path} answered {status}, which is not described: {text}"
+        );
+        if let Some(r) = response["$ref"].as_str() {
+            let name = r.rsplit('/').next().unwrap_or_default();
+            response = doc["components"]["responses"][name].clone();
+        }
+        if let Some(schema) = response["content"]["application/json"].get("schema") {
+            assert!(is_json, "{method} {path}: JSON expected");
+            let v: serde_json::Value = serde_json::from_str(&text).expect("JSON body");
+            conforms(&doc, schema, &v, path.as_str())
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        }
+        seen.insert((method, template));
+    }
+    // Every described operation was exercised, and nothing undescribed answers.
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for method in ops.as_object().expect("operations").keys() {
+            assert!(
+                seen.contains(&(method.as_str(), path.as_str())),
+                "{method} {path} not exercised"
+            );
+        }
+    }
+    let resp =
+        c.rt.block_on(
+            http.get(format!("{}/v1/secrets", c.file.coordinator))
+                .send(),
+        )
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 404);
+}

@@ -382,78 +382,8 @@ impl Drop for Live {
     }
 }
 
-/// A policy identity for the cluster's client key.
-pub fn identity(
-    key: &qvm_package::keys::KeySet,
-    name: &str,
-    budget: u64,
-    rate_per_minute: u32,
-    burst: u32,
-    outputs: &[&str],
-) -> qvm_package::policy::Identity {
-    qvm_package::policy::Identity {
-        name: name.into(),
-        key: key.signing.verifying_key(),
-        budget,
-        period_secs: 86_400,
-        rate_per_minute,
-        burst,
-        outputs: outputs.iter().map(|s| s.to_string()).collect(),
-        reveal_to_client: false,
-    }
-}
-
-/// A policy of these identities.
-pub fn policy(identities: Vec<qvm_package::policy::Identity>) -> qvm_package::policy::Policy {
-    qvm_package::policy::Policy {
-        identities,
-        degrade: qvm_package::policy::Degrade::default(),
-    }
-}
-
-/// Reals.
-pub fn reals(v: &[f64]) -> qvm_api::request::InputValue {
-    qvm_api::request::InputValue::Reals(v.iter().map(|x| qvm_api::request::Real(*x)).collect())
-}
-
-/// A credit-score input.
-pub fn credit(shift: f64) -> qvm_api::request::Input {
-    vec![
-        qvm_api::request::InputField {
-            name: "features".into(),
-            value: reals(&[
-                10.0 + shift,
-                4.0,
-                1.5,
-                2.0,
-                0.0,
-                3.0,
-                1.0,
-                0.5,
-                2.5,
-                8.0,
-                -4.0,
-                6.0,
-            ]),
-        },
-        qvm_api::request::InputField {
-            name: "boundaries".into(),
-            value: reals(&[0.0, 5.0, 10.0, 20.0]),
-        },
-    ]
-}
-
-/// A linear-score input.
-pub fn linear(shift: f64) -> qvm_api::request::Input {
-    vec![qvm_api::request::InputField {
-        name: "features".into(),
-        value: reals(
-            &(0..100)
-                .map(|i| (i % 13) as f64 - 6.0 + shift)
-                .collect::<Vec<_>>(),
-        ),
-    }]
-}
+#[allow(unused_imports)]
+pub use qvm::examples::{credit, identity, linear, policy, reals};
 
 /// Asserts a refusal of this kind; returns its message.
 pub fn refused(

@@ -164,7 +164,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                         rounds = resp.receipt.receipt.rounds;
                         samples.push(took);
                     }
-                    Err(e) => errors.push(e.to_string()),
+                    Err(e) => {
+                        // A dry pool refills in the background: back off a little.
+                        if matches!(&e, crate::client::ClientError::Refused(r) if r.kind == qvm_api::wire::RefusalKind::PoolDry) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        errors.push(e.to_string());
+                    }
                 }
             }
             Ok::<_, anyhow::Error>((samples, errors, rounds))

@@ -7,6 +7,8 @@ use anyhow::Context;
 use qvm_core::encoding::Digest;
 use qvm_package::approval::Decision;
 
+use crate::package::exit;
+
 /// `qvm custodian …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum CustodianCommand {
@@ -54,16 +56,6 @@ pub struct RefuseArgs {
     /// Why.
     #[arg(long)]
     pub reason: String,
-}
-
-fn exit(r: anyhow::Result<()>) -> ExitCode {
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -17,13 +17,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
-use qvm_api::request::{Input, InputValue, Real};
+use qvm_api::request::{Input, InputValue};
 use qvm_api::wire::RefusalKind;
 use qvm_package::keys::KeySet;
-use qvm_package::policy::{Degrade, Identity, Policy};
 
 use crate::client::{Client, ClientError, sign};
 use crate::cluster::{self, ClusterFile};
+use crate::examples::{credit, identity, mlp, policy, reals};
 
 const CREDIT: &str = include_str!("../../../packages/credit-score/credit-score.qvm");
 const CREDIT_SECRETS: &str = include_str!("../../../packages/credit-score/secrets.toml");
@@ -74,66 +74,6 @@ fn step(n: u32, text: &str) {
     println!("\n{n}. {text}");
 }
 
-fn identity(
-    name: &str,
-    key: &KeySet,
-    budget: u64,
-    rate: u32,
-    burst: u32,
-    outputs: &[&str],
-) -> Identity {
-    Identity {
-        name: name.into(),
-        key: key.signing.verifying_key(),
-        budget,
-        period_secs: 86_400,
-        rate_per_minute: rate,
-        burst,
-        outputs: outputs.iter().map(|s| s.to_string()).collect(),
-        reveal_to_client: false,
-    }
-}
-
-fn reals(v: &[f64]) -> InputValue {
-    InputValue::Reals(v.iter().map(|x| Real(*x)).collect())
-}
-
-fn credit_input(shift: f64) -> Input {
-    vec![
-        qvm_api::request::InputField {
-            name: "features".into(),
-            value: reals(&[
-                10.0 + shift,
-                4.0,
-                1.5,
-                2.0,
-                0.0,
-                3.0,
-                1.0,
-                0.5,
-                2.5,
-                8.0,
-                -4.0,
-                6.0,
-            ]),
-        },
-        qvm_api::request::InputField {
-            name: "boundaries".into(),
-            value: reals(&[0.0, 5.0, 10.0, 20.0]),
-        },
-    ]
-}
-
-fn mlp_input(shift: f64) -> Input {
-    let x: Vec<f64> = (0..16)
-        .map(|i| ((i as f64 * 1.7 + shift) % 9.0) - 4.0)
-        .collect();
-    vec![qvm_api::request::InputField {
-        name: "x".into(),
-        value: reals(&x),
-    }]
-}
-
 /// The owner's plaintext run of a program on an input: the reference.
 fn plaintext(
     source: &str,
@@ -178,6 +118,21 @@ fn expect_refusal(
     }
 }
 
+/// Two evaluations as `identity` are served; the third is refused with `kind`.
+async fn third_refused(
+    client: &Client,
+    key: &KeySet,
+    program: &qvm_coordinator::api::ProgramStatus,
+    identity: &str,
+    kind: RefusalKind,
+) -> anyhow::Result<String> {
+    let request = || sign(&key.signing, program, identity, vec![credit(2.0)]);
+    for _ in 0..2 {
+        client.eval(&request()?).await?;
+    }
+    expect_refusal(client.eval(&request()?).await, kind)
+}
+
 async fn demo(dir: &Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
     step(
@@ -200,49 +155,46 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         "The owner builds credit-score and risk-mlp; three custodians approve each",
     );
     let client_key = KeySet::read(&dir.join("keys/client"))?;
-    let credit_policy = Policy {
-        identities: vec![
-            identity(
-                "analyst",
-                &client_key,
-                1_000_000,
-                6_000,
-                1_000,
-                &["score", "band", "approve"],
-            ),
-            identity("trial", &client_key, 18, 6_000, 1_000, &["approve"]),
-            identity("bursty", &client_key, 1_000_000, 1, 2, &["band"]),
-        ],
-        degrade: Degrade::default(),
-    };
-    let mlp_policy = Policy {
-        identities: vec![identity(
-            "analyst",
+    let credit_policy = policy(vec![
+        identity(
             &client_key,
+            "analyst",
             1_000_000,
             6_000,
             1_000,
-            &["risk", "high"],
-        )],
-        degrade: Degrade::default(),
-    };
-    for (source, secrets, policy) in [
+            &["score", "band", "approve"],
+        ),
+        identity(&client_key, "trial", 18, 6_000, 1_000, &["approve"]),
+        identity(&client_key, "bursty", 1_000_000, 1, 2, &["band"]),
+    ]);
+    let mlp_policy = policy(vec![identity(
+        &client_key,
+        "analyst",
+        1_000_000,
+        6_000,
+        1_000,
+        &["risk", "high"],
+    )]);
+    for (source, secrets, granted) in [
         (CREDIT, CREDIT_SECRETS, credit_policy),
         (MLP, MLP_SECRETS, mlp_policy),
     ] {
         let t = Instant::now();
-        let id = cluster::deploy(dir, source, secrets, policy, 1).await?;
+        let id = cluster::deploy(dir, source, secrets, granted, 1).await?;
         println!(
             "   package {id}: built, proposed, approved by 3 custodians, active ({:.1} s)",
             t.elapsed().as_secs_f64()
         );
     }
     let client = Client::new(&file.coordinator)?;
-    let credit = client.program("credit_score").await?;
-    let mlp = client.program("risk_mlp").await?;
+    let credit_p = client.program("credit_score").await?;
+    let mlp_p = client.program("risk_mlp").await?;
     println!(
         "   credit_score: {} rounds, {} multiplications per evaluation; risk_mlp: {} rounds, {} multiplications",
-        credit.cost.rounds, credit.cost.multiplications, mlp.cost.rounds, mlp.cost.multiplications
+        credit_p.cost.rounds,
+        credit_p.cost.multiplications,
+        mlp_p.cost.rounds,
+        mlp_p.cost.multiplications
     );
 
     step(
@@ -250,10 +202,10 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         "Evaluations through the coordinator equal the plaintext run",
     );
     for (program, source, secrets, input) in [
-        (&credit, CREDIT, CREDIT_SECRETS, credit_input(0.0)),
-        (&credit, CREDIT, CREDIT_SECRETS, credit_input(-12.0)),
-        (&mlp, MLP, MLP_SECRETS, mlp_input(0.0)),
-        (&mlp, MLP, MLP_SECRETS, mlp_input(3.0)),
+        (&credit_p, CREDIT, CREDIT_SECRETS, credit(0.0)),
+        (&credit_p, CREDIT, CREDIT_SECRETS, credit(-12.0)),
+        (&mlp_p, MLP, MLP_SECRETS, mlp(0.0)),
+        (&mlp_p, MLP, MLP_SECRETS, mlp(3.0)),
     ] {
         let t = Instant::now();
         let resp = client
@@ -308,67 +260,31 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
     println!("   threshold results equal the plaintext reference");
 
     step(4, "Requests the custodians refuse");
-    let mut forged = sign(
-        &client_key.signing,
-        &credit,
-        "analyst",
-        vec![credit_input(0.0)],
-    )?;
+    let mut forged = sign(&client_key.signing, &credit_p, "analyst", vec![credit(0.0)])?;
     forged.request.inputs[0][0].value = reals(&[999.0; 12]);
     let why = expect_refusal(client.eval(&forged).await, RefusalKind::BadClientSignature)?;
     println!("   a request altered after signing: refused ({why})");
-    let once = sign(
-        &client_key.signing,
-        &credit,
-        "analyst",
-        vec![credit_input(1.0)],
-    )?;
+    let once = sign(&client_key.signing, &credit_p, "analyst", vec![credit(1.0)])?;
     client.eval(&once).await?;
     let why = expect_refusal(client.eval(&once).await, RefusalKind::Replay)?;
     println!("   the same signed request sent again: refused ({why})");
-    for _ in 0..2 {
-        client
-            .eval(&sign(
-                &client_key.signing,
-                &credit,
-                "trial",
-                vec![credit_input(2.0)],
-            )?)
-            .await?;
-    }
-    let why = expect_refusal(
-        client
-            .eval(&sign(
-                &client_key.signing,
-                &credit,
-                "trial",
-                vec![credit_input(2.0)],
-            )?)
-            .await,
+    let why = third_refused(
+        &client,
+        &client_key,
+        &credit_p,
+        "trial",
         RefusalKind::BudgetExhausted,
-    )?;
+    )
+    .await?;
     println!("   `trial` after two evaluations: refused ({why})");
-    for _ in 0..2 {
-        client
-            .eval(&sign(
-                &client_key.signing,
-                &credit,
-                "bursty",
-                vec![credit_input(3.0)],
-            )?)
-            .await?;
-    }
-    let why = expect_refusal(
-        client
-            .eval(&sign(
-                &client_key.signing,
-                &credit,
-                "bursty",
-                vec![credit_input(3.0)],
-            )?)
-            .await,
+    let why = third_refused(
+        &client,
+        &client_key,
+        &credit_p,
+        "bursty",
         RefusalKind::RateLimited,
-    )?;
+    )
+    .await?;
     println!("   `bursty` (1 per minute, burst 2) a third time at once: refused ({why})");
 
     step(5, "Custodians fail");
@@ -383,7 +299,7 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         cluster::signal(pid(name)?, "KILL");
     }
     println!("   custodians 4 and 5 killed (SIGKILL)");
-    for (program, input) in [(&credit, credit_input(4.0)), (&mlp, mlp_input(5.0))] {
+    for (program, input) in [(&credit_p, credit(4.0)), (&mlp_p, mlp(5.0))] {
         let resp = client
             .eval(&sign(&client_key.signing, program, "analyst", vec![input])?)
             .await?;
@@ -398,9 +314,9 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         client
             .eval(&sign(
                 &client_key.signing,
-                &credit,
+                &credit_p,
                 "analyst",
-                vec![credit_input(5.0)],
+                vec![credit(5.0)],
             )?)
             .await,
         RefusalKind::Unavailable,

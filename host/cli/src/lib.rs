@@ -9,6 +9,7 @@ pub mod compile;
 pub mod daemons;
 pub mod demo;
 pub mod eval;
+pub mod examples;
 pub mod inputs;
 pub mod package;
 pub mod run;

@@ -107,7 +107,8 @@ pub struct VerifyArgs {
     previous: Option<PathBuf>,
 }
 
-fn exit(r: anyhow::Result<()>) -> ExitCode {
+/// Prints an error and exits 2, or exits 0.
+pub fn exit(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -78,31 +78,17 @@ pub struct Config {
     pub offline: OfflineConfig,
 }
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {detail}")]
-pub struct ConfigError {
-    /// The file.
-    pub path: String,
-    /// What is wrong.
-    pub detail: String,
+pub use qvm_node::config::ConfigError;
+
+impl qvm_node::config::Paths for Config {
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.keys, &mut self.committee, &mut self.data]
+    }
 }
 
 impl Config {
     /// Reads a config file, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let err = |detail: String| ConfigError {
-            path: path.display().to_string(),
-            detail,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut c: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.keys, &mut c.committee, &mut c.data] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        Ok(c)
+        qvm_node::config::load(path)
     }
 }

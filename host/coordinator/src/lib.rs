@@ -33,14 +33,10 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Io(e.to_string()))??;
     c.spawn_background();
-    let listener = qvm_node::http::listen(listen)
-        .await
-        .map_err(|e| ServeError::Io(format!("{listen}: {e}")))?;
     tracing::info!(%listen, "coordinator listening");
-    axum::serve(listener, api::router(Arc::clone(&c)))
-        .with_graceful_shutdown(shutdown)
+    qvm_node::http::serve(listen, api::router(Arc::clone(&c)), shutdown)
         .await
-        .map_err(|e| ServeError::Io(e.to_string()))
+        .map_err(ServeError::Io)
 }
 
 /// Why serving failed.

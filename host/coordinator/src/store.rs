@@ -106,15 +106,7 @@ pub fn chain_head(
     program: &str,
     identity: &str,
 ) -> Result<Option<(u64, Digest)>, StoreError> {
-    let row: Option<(i64, Vec<u8>)> = store
-        .conn()
-        .query_row(
-            "SELECT sequence, hash FROM tickets WHERE program = ?1 AND identity = ?2 ORDER BY sequence DESC LIMIT 1",
-            params![program, identity],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    row.map(|(s, h)| Ok((s as u64, digest(h)?))).transpose()
+    qvm_node::store::tickets::chain_head(store.conn(), program, identity)
 }
 
 /// Whether a request was ticketed before.
@@ -132,11 +124,7 @@ pub fn request_seen(store: &Store, request: &Digest) -> Result<bool, StoreError>
 
 /// Cost units charged to an identity in a window.
 pub fn spent(store: &Store, program: &str, identity: &str, window: u64) -> Result<u64, StoreError> {
-    Ok(store.conn().query_row(
-        "SELECT COALESCE(SUM(cost), 0) FROM tickets WHERE program = ?1 AND identity = ?2 AND window = ?3",
-        params![program, identity, window as i64],
-        |r| r.get::<_, i64>(0),
-    )? as u64)
+    qvm_node::store::tickets::spent(store.conn(), program, identity, window)
 }
 
 /// Writes.

@@ -37,14 +37,10 @@ pub async fn serve(
     })
     .await
     .map_err(|e| ServeError::Io(e.to_string()))??;
-    let listener = qvm_node::http::listen(config.listen)
-        .await
-        .map_err(|e| ServeError::Io(format!("{}: {e}", config.listen)))?;
     tracing::info!(node = %node.name, listen = %config.listen, "custodian listening");
-    axum::serve(listener, http::router(Arc::clone(&node)))
-        .with_graceful_shutdown(shutdown)
+    qvm_node::http::serve(config.listen, http::router(Arc::clone(&node)), shutdown)
         .await
-        .map_err(|e| ServeError::Io(e.to_string()))
+        .map_err(ServeError::Io)
 }
 
 /// Why serving failed.

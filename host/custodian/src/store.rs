@@ -136,11 +136,7 @@ pub trait CustodianReads {
 
     /// Cost units charged to an identity in a budget window.
     fn spent(&self, program: &str, identity: &str, window: u64) -> Result<u64, StoreError> {
-        Ok(self.db().query_row(
-            "SELECT COALESCE(SUM(cost), 0) FROM tickets WHERE program = ?1 AND identity = ?2 AND window = ?3",
-            params![program, identity, window as i64],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
+        qvm_node::store::tickets::spent(self.db(), program, identity, window)
     }
 }
 
@@ -229,15 +225,7 @@ pub trait CustodianWrites {
         program: &str,
         identity: &str,
     ) -> Result<Option<(u64, Digest)>, StoreError> {
-        let row: Option<(i64, Vec<u8>)> = self
-            .conn()
-            .query_row(
-                "SELECT sequence, hash FROM tickets WHERE program = ?1 AND identity = ?2 ORDER BY sequence DESC LIMIT 1",
-                params![program, identity],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(s, h)| Ok((s as u64, digest(h)?))).transpose()
+        qvm_node::store::tickets::chain_head(self.conn(), program, identity)
     }
 
     /// The hash of ticket `sequence` of a chain, if held.
@@ -269,11 +257,7 @@ pub trait CustodianWrites {
 
     /// Cost units charged to an identity in a budget window.
     fn spent(&self, program: &str, identity: &str, window: u64) -> Result<u64, StoreError> {
-        Ok(self.conn().query_row(
-            "SELECT COALESCE(SUM(cost), 0) FROM tickets WHERE program = ?1 AND identity = ?2 AND window = ?3",
-            params![program, identity, window as i64],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
+        qvm_node::store::tickets::spent(self.conn(), program, identity, window)
     }
 
     /// Appends a ticket to its chain.

@@ -119,3 +119,26 @@ pub async fn listen(
         }
     }))
 }
+
+/// Serves `router` on `addr` (HTTP/1.1 and cleartext HTTP/2, `TCP_NODELAY`) until
+/// `shutdown` resolves.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let listener = listen(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The Prometheus text exposition of a registry.
+pub fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}

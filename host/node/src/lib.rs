@@ -11,6 +11,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod client;
+pub mod config;
 pub mod http;
 pub mod logging;
 pub mod store;

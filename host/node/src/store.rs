@@ -269,3 +269,42 @@ impl Tx<'_> {
         Ok(())
     }
 }
+
+/// Both daemons keep every ticket in a `tickets` table with at least the columns
+/// `program, identity, sequence, hash, cost, window`; these read it.
+pub mod tickets {
+    use qvm_core::encoding::Digest;
+    use rusqlite::{Connection, OptionalExtension, params};
+
+    use super::{StoreError, digest};
+
+    /// The head of an identity's chain: (sequence, hash).
+    pub fn chain_head(
+        conn: &Connection,
+        program: &str,
+        identity: &str,
+    ) -> Result<Option<(u64, Digest)>, StoreError> {
+        let row: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT sequence, hash FROM tickets WHERE program = ?1 AND identity = ?2 ORDER BY sequence DESC LIMIT 1",
+                params![program, identity],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(s, h)| Ok((s as u64, digest(h)?))).transpose()
+    }
+
+    /// Cost units charged to an identity in a budget window.
+    pub fn spent(
+        conn: &Connection,
+        program: &str,
+        identity: &str,
+        window: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(conn.query_row(
+            "SELECT COALESCE(SUM(cost), 0) FROM tickets WHERE program = ?1 AND identity = ?2 AND window = ?3",
+            params![program, identity, window as i64],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+}
