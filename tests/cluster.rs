@@ -427,3 +427,69 @@ fn the_client_api_matches_its_openapi_description() {
         .expect("answers");
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+#[test]
+fn outputs_sealed_to_the_client_never_reach_the_coordinator() {
+    let c = support::Live::up(2, 3);
+    let key = c.client_key();
+    let mut private =
+        support::identity(&key, "private", 1_000_000, 6_000, 1_000, &["score", "band"]);
+    private.reveal_to_client = true;
+    c.deploy("credit-score", support::policy(vec![private]));
+    let p = c.program("credit_score");
+    let agreement = key
+        .agreement
+        .as_ref()
+        .expect("a client has a key-agreement key");
+    let inputs = vec![support::credit(0.0), support::credit(-12.0)];
+    let req = qvm::client::sign_with(
+        &key.signing,
+        Some(agreement.public()),
+        &p,
+        "private",
+        inputs.clone(),
+    )
+    .expect("signs");
+    let resp =
+        c.rt.block_on(c.client.eval(&req))
+            .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
+    // The coordinator answered without any output: only sealed deliveries, one per custodian.
+    assert!(resp.outputs.is_empty());
+    assert_eq!(resp.sealed.len(), 2);
+    let opened = qvm::client::open_sealed(&resp, agreement, &p).expect("opens");
+    let (ir, secrets) = program("credit-score");
+    for (row, input) in opened.iter().zip(&inputs) {
+        let mut scaled = std::collections::HashMap::new();
+        for f in input {
+            let qvm_api::request::InputValue::Reals(v) = &f.value else {
+                panic!("reals")
+            };
+            let param = ir
+                .inputs
+                .iter()
+                .find(|x| x.name == f.name)
+                .expect("declared");
+            let v: Vec<f64> = v.iter().map(|r| r.0).collect();
+            scaled.insert(
+                f.name.clone(),
+                qvm_lang::eval::scale_values(&ir, param, &v).expect("scales"),
+            );
+        }
+        let want = qvm_lang::eval::evaluate(&ir, &scaled, &secrets).expect("evaluates");
+        let band = row.iter().find(|o| o.name == "band").expect("band");
+        assert_eq!(
+            Some(&band.raw),
+            want.iter().find(|(n, _)| n == "band").map(|(_, v)| v)
+        );
+    }
+    // Another key cannot open them.
+    let stranger = qvm_core::pairwise::KeyAgreementSecret::generate(&mut rand_core::OsRng);
+    assert!(qvm::client::open_sealed(&resp, &stranger, &p).is_err());
+    // Without a key to seal to, the request is refused before anything is spent.
+    let bare =
+        qvm::client::sign(&key.signing, &p, "private", vec![support::credit(1.0)]).expect("signs");
+    support::refused(
+        c.rt.block_on(c.client.eval(&bare)),
+        qvm_api::wire::RefusalKind::InvalidInput,
+    );
+}

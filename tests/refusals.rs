@@ -79,6 +79,7 @@ fn refusals_name_their_reason_and_spend_nothing() {
         inputs: vec![credit(0.0)],
         nonce: vec![1; 16],
         issued_at: qvm_node::now_secs() - 3_600,
+        reveal_to: None,
     }
     .sign(&key.signing)
     .expect("signs");

@@ -35,6 +35,8 @@ pub const CONTROL: Domain = Domain::new("qvm/control/v1");
 pub const AUDIT_ENTRY: Domain = Domain::new("qvm/audit-entry/v1");
 /// A signed audit checkpoint.
 pub const AUDIT_CHECKPOINT: Domain = Domain::new("qvm/audit-checkpoint/v1");
+/// A custodian's delivery sealed to the client.
+pub const REVEAL: Domain = Domain::new("qvm/reveal/v1");
 /// A batch item's session id, derived from the ticket's.
 pub const ITEM_SESSION: Domain = Domain::new("qvm/item-session/v1");
 

@@ -82,6 +82,11 @@ pub struct EvalRequest {
     pub nonce: Vec<u8>,
     /// When the client signed, Unix seconds.
     pub issued_at: u64,
+    /// The client's key-agreement key, for identities whose outputs are sealed to the
+    /// client (`reveal_to_client`): the custodians seal their masked output shares to it
+    /// and the coordinator never sees an output.
+    #[serde(default)]
+    pub reveal_to: Option<qvm_core::pairwise::KeyAgreementPublic>,
 }
 
 /// A request with the client's signature.
@@ -146,6 +151,9 @@ pub struct Receipt {
     pub ticket: Digest,
     /// The package (program version) that ran.
     pub package: Digest,
+    /// The session id of the ticket that ran it (item sessions and sealed deliveries
+    /// derive from it).
+    pub session: Digest,
     /// The custodians that served it.
     pub members: PartySet,
     /// Hash of the revealed outputs (all items), so the client can hold the coordinator to
@@ -169,8 +177,9 @@ pub struct SignedReceipt {
 }
 
 impl Receipt {
-    /// Hash of revealed outputs, as a receipt names them.
-    pub fn outputs_hash(outputs: &[Vec<RevealedOutput>]) -> Result<Digest, Error> {
+    /// Hash of what was delivered (revealed outputs, or deliveries sealed to the client),
+    /// as a receipt names it.
+    pub fn outputs_hash<T: Serialize + ?Sized>(outputs: &T) -> Result<Digest, Error> {
         Ok(hash(RECEIPT, outputs)?)
     }
 
@@ -285,6 +294,7 @@ mod tests {
             }]],
             nonce: vec![7; 16],
             issued_at: 1_800_000_000,
+            reveal_to: None,
         }
     }
 

@@ -49,6 +49,11 @@ pub struct Ticket {
     pub previous: Digest,
 }
 
+/// The MPC session id of batch item `item` of the ticket session `session`.
+pub fn item_session(session: &Digest, item: u32) -> Result<Digest, Error> {
+    Ok(hash(ITEM_SESSION, &(session, item))?)
+}
+
 /// A ticket with the coordinator's signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedTicket {
@@ -71,7 +76,7 @@ impl Ticket {
     /// The session id of batch item `item`: each item is its own MPC session (its own
     /// PRSS context, output masks and king), all advancing in the same rounds.
     pub fn item_session(&self, item: u32) -> Result<Digest, Error> {
-        Ok(hash(ITEM_SESSION, &(self.session, item))?)
+        item_session(&self.session, item)
     }
 
     /// The pooled items of batch item `item`, when each item needs `triples` triples and

@@ -47,6 +47,20 @@ pub enum SessionEvent {
     Round(Vec<ShareMsg>),
     /// The session finished: masked output shares.
     Done(Delivery),
+    /// The session finished, and the identity's outputs are for the client only: the
+    /// [`Delivery`], encoded and sealed (ECIES) to the request's `reveal_to` key with
+    /// [`reveal_aad`].
+    Sealed(#[serde(with = "qvm_core::encoding::bytes_serde")] Vec<u8>),
+}
+
+/// The associated data of a custodian's sealed delivery: the session and the custodian, so
+/// a delivery cannot be passed off as another custodian's or another session's.
+pub fn reveal_aad(session: &Digest, custodian: u8) -> Result<Vec<u8>, Error> {
+    Ok(qvm_core::encoding::to_canonical(&(
+        crate::REVEAL.as_str(),
+        session,
+        custodian,
+    ))?)
 }
 
 /// A custodian's masked outputs for every item of a session.

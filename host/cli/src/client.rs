@@ -136,6 +136,18 @@ pub fn sign(
     identity: &str,
     inputs: Vec<Input>,
 ) -> anyhow::Result<SignedRequest> {
+    sign_with(key, None, program, identity, inputs)
+}
+
+/// A fresh signed request that asks for outputs sealed to `reveal_to` where the identity's
+/// policy says so.
+pub fn sign_with(
+    key: &SigningKey,
+    reveal_to: Option<qvm_core::pairwise::KeyAgreementPublic>,
+    program: &ProgramStatus,
+    identity: &str,
+    inputs: Vec<Input>,
+) -> anyhow::Result<SignedRequest> {
     let mut nonce = vec![0u8; 16];
     OsRng.fill_bytes(&mut nonce);
     Ok(EvalRequest {
@@ -145,6 +157,83 @@ pub fn sign(
         inputs,
         nonce,
         issued_at: qvm_node::now_secs(),
+        reveal_to,
     }
     .sign(key)?)
+}
+
+/// Opens deliveries sealed to the client (identities with `reveal_to_client`) and
+/// reconstructs each input's outputs: the coordinator never saw them.
+pub fn open_sealed(
+    resp: &EvalResponse,
+    agreement: &qvm_core::pairwise::KeyAgreementSecret,
+    program: &ProgramStatus,
+) -> anyhow::Result<Vec<Vec<qvm_api::request::RevealedOutput>>> {
+    use std::collections::BTreeMap;
+
+    use qvm_api::wire::{Delivery, reveal_aad};
+    use qvm_core::{Fp, PartyIndex};
+
+    let members = resp.receipt.receipt.members;
+    let ticket_session = resp.receipt.receipt.session;
+    let session_of = |b: u32| qvm_api::ticket::item_session(&ticket_session, b);
+    let mut layout = Vec::new();
+    let mut items: Vec<BTreeMap<PartyIndex, Vec<Fp>>> = Vec::new();
+    for s in &resp.sealed {
+        let aad = reveal_aad(&ticket_session, s.custodian)?;
+        let plain = qvm_core::ecies::open(agreement, &aad, &s.ciphertext).map_err(|_| {
+            anyhow!(
+                "custodian {}'s delivery does not open with this key",
+                s.custodian
+            )
+        })?;
+        let d: Delivery = qvm_core::encoding::from_canonical(&plain)?;
+        let from = PartyIndex::new(s.custodian as u32)?;
+        if items.is_empty() {
+            items = vec![BTreeMap::new(); d.items.len()];
+            layout = d.layout.clone();
+        }
+        if d.layout != layout || d.items.len() != items.len() {
+            anyhow::bail!("custodian {} delivered another layout", s.custodian);
+        }
+        for (b, msg) in d.items.into_iter().enumerate() {
+            if msg.session != session_of(b as u32)? || msg.from != from {
+                anyhow::bail!(
+                    "custodian {} delivered another session's shares",
+                    s.custodian
+                );
+            }
+            items[b].insert(from, msg.masked);
+        }
+    }
+    let scale = |name: &str| {
+        program
+            .schema
+            .outputs
+            .iter()
+            .find(|o| o.name == name)
+            .map_or(0, |o| o.scale)
+    };
+    items
+        .iter()
+        .map(|shares| {
+            let values = qvm_mpc::output::reconstruct(members, shares)?;
+            let mut rest = values.as_slice();
+            let mut out = Vec::new();
+            for (name, len) in &layout {
+                let len = *len as usize;
+                if rest.len() < len {
+                    anyhow::bail!("the delivery is shorter than its layout");
+                }
+                let (head, tail) = rest.split_at(len);
+                out.push(qvm_api::request::RevealedOutput {
+                    name: name.clone(),
+                    scale: scale(name),
+                    raw: head.iter().map(|x| x.to_i128()).collect(),
+                });
+                rest = tail;
+            }
+            Ok(out)
+        })
+        .collect()
 }

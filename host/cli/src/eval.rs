@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use qvm_package::keys::KeySet;
 
-use crate::client::{Client, ClientError, identity_of, sign};
+use crate::client::{Client, ClientError, identity_of, open_sealed, sign_with};
 use crate::inputs;
 
 /// Arguments of `qvm eval`.
@@ -79,8 +79,16 @@ async fn eval(args: Args) -> anyhow::Result<()> {
         (Some(_), false) => bail!("give --input or --batch, not both"),
         (None, true) => bail!("give the inputs with --input NAME=VALUE or --batch FILE"),
     };
-    let req = sign(&key.signing, &program, &identity, inputs)?;
-    let resp = client.eval(&req).await?;
+    let reveal_to = key.agreement.as_ref().map(|a| a.public());
+    let req = sign_with(&key.signing, reveal_to, &program, &identity, inputs)?;
+    let mut resp = client.eval(&req).await?;
+    if !resp.sealed.is_empty() {
+        // Outputs sealed to this client: open and reconstruct them here.
+        let agreement = key.agreement.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("the outputs are sealed to a key-agreement key this key set lacks")
+        })?;
+        resp.outputs = open_sealed(&resp, agreement, &program)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
         return Ok(());

@@ -29,10 +29,31 @@ use crate::store::{self, StoreError, dec, enc, now_ms};
 /// What a client gets back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvalResponse {
-    /// Per input, the granted outputs.
+    /// Per input, the granted outputs (empty when they are sealed to the client).
     pub outputs: Vec<Vec<RevealedOutput>>,
+    /// For identities whose outputs are for the client only: each custodian's masked
+    /// output shares, sealed to the request's `reveal_to` key. The client opens them and
+    /// reconstructs; the coordinator never saw an output.
+    #[serde(default)]
+    pub sealed: Vec<SealedDelivery>,
     /// The coordinator's signed receipt.
     pub receipt: SignedReceipt,
+}
+
+/// One custodian's delivery, sealed to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedDelivery {
+    /// The custodian.
+    pub custodian: u8,
+    /// ECIES to the request's `reveal_to` key, AAD `qvm_api::wire::reveal_aad`.
+    #[serde(with = "qvm_core::encoding::bytes_serde")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// What a session delivered.
+enum Delivered {
+    Revealed(Vec<Vec<RevealedOutput>>),
+    Sealed(Vec<SealedDelivery>),
 }
 
 fn refuse(kind: RefusalKind, msg: impl Into<String>) -> Refusal {
@@ -173,6 +194,12 @@ impl Coordinator {
                     format!("`{}` is not in the policy of `{}`", r.identity, r.program),
                 )
             })?;
+        if identity.reveal_to_client && r.reveal_to.is_none() {
+            return Err(refuse(
+                RefusalKind::InvalidInput,
+                "this identity's outputs are sealed to the client: the request must carry its key-agreement key (reveal_to)",
+            ));
+        }
         req.verify(&identity.key).map_err(|_| {
             refuse(
                 RefusalKind::BadClientSignature,
@@ -437,7 +464,7 @@ impl Coordinator {
         req: &SignedRequest,
         ticket: &SignedTicket,
         checked: &Checked,
-    ) -> Result<(Vec<Vec<RevealedOutput>>, u32), Failure> {
+    ) -> Result<(Delivered, u32), Failure> {
         let t = &ticket.ticket;
         let members: Vec<PartyIndex> = t.members.iter().collect();
         let starts = members.iter().map(|p| self.start_at(*p, req, ticket));
@@ -458,7 +485,23 @@ impl Coordinator {
             let all_done = events.values().all(|e| matches!(e, SessionEvent::Done(_)));
             if all_done {
                 let outputs = self.reconstruct(&events, &item_sessions, t.members, checked)?;
-                return Ok((outputs, rounds));
+                return Ok((Delivered::Revealed(outputs), rounds));
+            }
+            if events
+                .values()
+                .all(|e| matches!(e, SessionEvent::Sealed(_)))
+            {
+                let sealed = events
+                    .iter()
+                    .filter_map(|(p, e)| match e {
+                        SessionEvent::Sealed(c) => Some(SealedDelivery {
+                            custodian: p.get(),
+                            ciphertext: c.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                return Ok((Delivered::Sealed(sealed), rounds));
             }
             if !all_rounds {
                 return Err(Failure::Final(refuse(
@@ -611,9 +654,13 @@ impl Coordinator {
         &self,
         checked: &Checked,
         ticket: &SignedTicket,
-        outputs: Vec<Vec<RevealedOutput>>,
+        delivered: Delivered,
         rounds: u32,
     ) -> Result<EvalResponse, Refusal> {
+        let (outputs, sealed) = match delivered {
+            Delivered::Revealed(o) => (o, Vec::new()),
+            Delivered::Sealed(s) => (Vec::new(), s),
+        };
         let t = &ticket.ticket;
         let hash = ticket
             .hash()
@@ -626,8 +673,9 @@ impl Coordinator {
             request: checked.request,
             ticket: hash,
             package: t.package,
+            session: t.session,
             members: t.members,
-            outputs: Receipt::outputs_hash(&outputs)
+            outputs: Receipt::outputs_hash(&(&outputs, &sealed))
                 .map_err(|e| refuse(RefusalKind::Internal, e.to_string()))?,
             cost: checked.cost,
             rounds,
@@ -635,7 +683,11 @@ impl Coordinator {
         }
         .sign(&self.keys.signing)
         .map_err(|e| refuse(RefusalKind::Internal, e.to_string()))?;
-        Ok(EvalResponse { outputs, receipt })
+        Ok(EvalResponse {
+            outputs,
+            sealed,
+            receipt,
+        })
     }
 }
 

@@ -152,6 +152,13 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
             "the client's signature does not verify",
         )
     })?;
+    // Outputs for the client only need the client's key to seal them to.
+    if identity.reveal_to_client && req.reveal_to.is_none() {
+        return Err(refuse(
+            RefusalKind::InvalidInput,
+            "this identity's outputs are sealed to the client: the request must carry its key-agreement key (reveal_to)",
+        ));
+    }
     // Inputs.
     if req.inputs.is_empty() || req.inputs.len() > MAX_BATCH {
         return Err(refuse(

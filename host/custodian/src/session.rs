@@ -249,16 +249,38 @@ fn spawn_items(
     }
     drop(report_tx);
     let node = Arc::clone(node);
+    let seal_to = admitted
+        .identity
+        .reveal_to_client
+        .then_some(start.request.request.reveal_to)
+        .flatten();
     tokio::spawn(combine(
-        node, t.session, to_items, report_rx, round_rx, event_tx,
+        node, t.session, seal_to, to_items, report_rx, round_rx, event_tx,
     ));
     Ok(())
 }
 
+/// Seals a delivery to the client (outputs the coordinator must not see).
+fn seal(
+    node: &Node,
+    session: &Digest,
+    to: &qvm_core::pairwise::KeyAgreementPublic,
+    delivery: &Delivery,
+) -> Result<SessionEvent, Refusal> {
+    let aad = qvm_api::wire::reveal_aad(session, node.index.get())
+        .map_err(|e| internal(e.to_string()))?;
+    let plain = qvm_core::encoding::to_canonical(delivery).map_err(|e| internal(e.to_string()))?;
+    qvm_core::ecies::seal(to, &aad, &plain, &mut rand_core::OsRng)
+        .map(SessionEvent::Sealed)
+        .map_err(|e| internal(e.to_string()))
+}
+
 /// Gathers the items' round messages into one event per round and routes the openings.
+#[allow(clippy::too_many_arguments)]
 async fn combine(
     node: Arc<Node>,
     session: Digest,
+    seal_to: Option<qvm_core::pairwise::KeyAgreementPublic>,
     to_items: Vec<(Digest, mpsc::Sender<OpenedMsg>)>,
     mut reports: mpsc::Receiver<ItemReport>,
     mut rounds: mpsc::Receiver<RoundInput>,
@@ -311,7 +333,11 @@ async fn combine(
             if items.len() != n {
                 break fail("an item produced no output".into());
             }
-            break Ok(SessionEvent::Done(Delivery { layout, items }));
+            let delivery = Delivery { layout, items };
+            break match &seal_to {
+                Some(to) => seal(&node, &session, to, &delivery),
+                None => Ok(SessionEvent::Done(delivery)),
+            };
         }
         if events
             .send(Ok(SessionEvent::Round(msgs.into_values().collect())))
