@@ -467,8 +467,15 @@ impl Coordinator {
     ) -> Result<(Delivered, u32), Failure> {
         let t = &ticket.ticket;
         let members: Vec<PartyIndex> = t.members.iter().collect();
-        let starts = members.iter().map(|p| self.start_at(*p, req, ticket));
+        let t_start = Instant::now();
+        let starts = members.iter().map(|p| async move {
+            let t = Instant::now();
+            let r = self.start_at(*p, req, ticket).await;
+            tracing::debug!(custodian = %p, start_us = t.elapsed().as_micros() as u64, "start answered");
+            r
+        });
         let mut events = gather(futures::future::join_all(starts).await)?;
+        tracing::debug!(starts_us = t_start.elapsed().as_micros() as u64, "starts");
         let items = t.items as usize;
         let item_sessions: Vec<Digest> = (0..t.items)
             .map(|b| t.item_session(b))

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Entries between two signed checkpoints.
-pub const CHECKPOINT_EVERY: u64 = 64;
+pub const CHECKPOINT_EVERY: u64 = 16;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
