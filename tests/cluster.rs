@@ -4,19 +4,19 @@
 
 mod support;
 
-use support::{Cluster, assert_matches, inputs, program};
+use support::{Live, assert_matches, inputs, program};
 
 #[test]
 fn local_and_interactive_programs_match_the_evaluator() {
     for (k, n) in [(2u8, 3u8), (3, 5)] {
-        let cluster = Cluster::up(k, n);
+        let cluster = Live::up_cli(k, n);
         for name in ["linear-score", "credit-score"] {
-            cluster.deploy(name);
+            cluster.deploy_cli(name);
             let (ir, secrets) = program(name);
             for variant in 0..2 {
                 let (args, scaled) = inputs(&ir, variant);
                 let want = qvm_lang::eval::evaluate(&ir, &scaled, &secrets).expect("evaluates");
-                let (code, out) = cluster.eval(&ir.name, &args);
+                let (code, out) = cluster.eval_cli(&ir.name, &args);
                 assert_eq!(code, 0, "({k},{n}) {name}: {out}{}", cluster.logs());
                 assert_matches(&ir, &out, &want);
             }
@@ -193,25 +193,8 @@ fn a_batch_runs_in_the_rounds_of_one_evaluation() {
     assert_eq!(many.receipt.receipt.rounds, single.receipt.receipt.rounds);
     assert_eq!(many.receipt.receipt.cost, 5 * p.cost.cost_units);
     // Each row equals the evaluation of that input alone.
-    let (ir, secrets) = program("credit-score");
     for (row, input) in many.outputs.iter().zip(&batch) {
-        let mut scaled = std::collections::HashMap::new();
-        for f in input {
-            let qvm_api::request::InputValue::Reals(v) = &f.value else {
-                panic!("reals")
-            };
-            let param = ir
-                .inputs
-                .iter()
-                .find(|x| x.name == f.name)
-                .expect("declared");
-            let v: Vec<f64> = v.iter().map(|r| r.0).collect();
-            scaled.insert(
-                f.name.clone(),
-                qvm_lang::eval::scale_values(&ir, param, &v).expect("scales"),
-            );
-        }
-        let want = qvm_lang::eval::evaluate(&ir, &scaled, &secrets).expect("evaluates");
+        let want = support::expected("credit-score", input);
         for o in row {
             let (_, w) = want.iter().find(|(n, _)| *n == o.name).expect("output");
             assert_eq!(&o.raw, w, "{}", o.name);
@@ -457,25 +440,8 @@ fn outputs_sealed_to_the_client_never_reach_the_coordinator() {
     assert!(resp.outputs.is_empty());
     assert_eq!(resp.sealed.len(), 2);
     let opened = qvm::client::open_sealed(&resp, agreement, &p).expect("opens");
-    let (ir, secrets) = program("credit-score");
     for (row, input) in opened.iter().zip(&inputs) {
-        let mut scaled = std::collections::HashMap::new();
-        for f in input {
-            let qvm_api::request::InputValue::Reals(v) = &f.value else {
-                panic!("reals")
-            };
-            let param = ir
-                .inputs
-                .iter()
-                .find(|x| x.name == f.name)
-                .expect("declared");
-            let v: Vec<f64> = v.iter().map(|r| r.0).collect();
-            scaled.insert(
-                f.name.clone(),
-                qvm_lang::eval::scale_values(&ir, param, &v).expect("scales"),
-            );
-        }
-        let want = qvm_lang::eval::evaluate(&ir, &scaled, &secrets).expect("evaluates");
+        let want = support::expected("credit-score", input);
         let band = row.iter().find(|o| o.name == "band").expect("band");
         assert_eq!(
             Some(&band.raw),

@@ -300,11 +300,11 @@ fn custodians_refuse_what_a_malicious_coordinator_sends() {
         }]],
     )
     .expect("signs");
-    let mut t = ticket(&fr, 1, Digest::default(), id);
-    t.identity = "auditor".into();
     let unapproved = StartSession {
         request: fr.clone(),
-        ticket: t.sign(&coordinator.signing).expect("signs"),
+        ticket: ticket(&fr, 1, Digest::default(), id)
+            .sign(&coordinator.signing)
+            .expect("signs"),
         chain: Vec::new(),
     };
     assert_eq!(

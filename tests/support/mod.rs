@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use qvm_lang::ast::Scalar;
@@ -26,116 +26,6 @@ pub fn qvm(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A running cluster.
-pub struct Cluster {
-    /// Its directory (removed on drop).
-    pub dir: tempfile::TempDir,
-    /// The coordinator's URL.
-    pub url: String,
-    /// Process ids by name.
-    pub pids: HashMap<String, u32>,
-}
-
-impl Cluster {
-    /// Starts a cluster of N custodians with threshold K.
-    pub fn up(k: u8, n: u8) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path().to_str().expect("utf-8").to_string();
-        let (code, out, err) = qvm(&[
-            "cluster",
-            "up",
-            "--dir",
-            &d,
-            "--n",
-            &n.to_string(),
-            "--k",
-            &k.to_string(),
-        ]);
-        let file: serde_json::Value = std::fs::read_to_string(dir.path().join("cluster.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        let pids = file["pids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_u64()? as u32)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let cluster = Cluster {
-            url: file["coordinator"].as_str().unwrap_or_default().to_string(),
-            dir,
-            pids,
-        };
-        assert_eq!(code, 0, "cluster up: {out}{err}{}", cluster.logs());
-        cluster
-    }
-
-    /// The directory as a string.
-    pub fn path(&self) -> &str {
-        self.dir.path().to_str().expect("utf-8")
-    }
-
-    /// Every daemon's log, for failure messages.
-    pub fn logs(&self) -> String {
-        let mut out = String::new();
-        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) {
-            for e in entries.flatten() {
-                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                out.push_str(&format!("\n== {}\n", e.path().display()));
-                for l in tail.into_iter().rev() {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-            }
-        }
-        out
-    }
-
-    /// Deploys `packages/NAME` (cluster client key in the policy) and waits until active.
-    pub fn deploy(&self, name: &str) {
-        let pkg = root().join("packages").join(name);
-        let (code, out, err) = qvm(&[
-            "cluster",
-            "deploy",
-            "--dir",
-            self.path(),
-            pkg.to_str().expect("utf-8"),
-        ]);
-        assert_eq!(code, 0, "deploy {name}: {out}{err}{}", self.logs());
-    }
-
-    /// `qvm eval --json` with these `--input` arguments: (exit code, JSON or error text).
-    pub fn eval(&self, program: &str, inputs: &[String]) -> (i32, String) {
-        let key = self.dir.path().join("keys/client");
-        let mut args = vec![
-            "eval".to_string(),
-            "--coordinator".into(),
-            self.url.clone(),
-            "--key".into(),
-            key.to_str().expect("utf-8").into(),
-            "--program".into(),
-            program.into(),
-            "--json".into(),
-        ];
-        for i in inputs {
-            args.push("--input".into());
-            args.push(i.clone());
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, out, err) = qvm(&refs);
-        (code, if code == 0 { out } else { err })
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = qvm(&["cluster", "down", "--dir", self.path()]);
-    }
 }
 
 /// A package's program, compiled, and its example secrets as scaled integers.
@@ -210,9 +100,12 @@ pub fn assert_matches(ir: &Ir, json: &str, want: &[(String, Vec<i128>)]) {
     }
 }
 
-/// Whether a path exists.
-pub fn exists(p: &Path) -> bool {
-    p.exists()
+/// The plaintext run of `packages/NAME` on `input`, with its example secrets.
+pub fn expected(name: &str, input: &qvm_api::request::Input) -> Vec<(String, Vec<i128>)> {
+    let dir = root().join("packages").join(name);
+    let src = std::fs::read_to_string(dir.join(format!("{name}.qvm"))).expect("source");
+    let secrets = std::fs::read_to_string(dir.join("secrets.toml")).expect("secrets");
+    qvm::examples::plaintext(&src, &secrets, input).expect("evaluates")
 }
 
 /// One cluster test at a time: each starts N + 1 processes, and failover timing tests
@@ -259,6 +152,76 @@ impl Live {
             rt,
             _lock: lock,
         }
+    }
+
+    /// Starts the cluster with `qvm cluster up` (the operator's command) instead.
+    pub fn up_cli(k: u8, n: u8) -> Live {
+        let lock = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().to_str().expect("utf-8");
+        let (code, out, err) = qvm(&[
+            "cluster",
+            "up",
+            "--dir",
+            d,
+            "--n",
+            &n.to_string(),
+            "--k",
+            &k.to_string(),
+        ]);
+        assert_eq!(code, 0, "cluster up: {out}{err}");
+        let file = qvm::cluster::ClusterFile::read(dir.path()).expect("cluster.json");
+        Live {
+            client: qvm::client::Client::new(&file.coordinator).expect("client"),
+            file,
+            dir,
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            _lock: lock,
+        }
+    }
+
+    /// The directory as a string.
+    pub fn path(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8")
+    }
+
+    /// `qvm cluster deploy` of `packages/NAME` (its policy, with the cluster's client key).
+    pub fn deploy_cli(&self, name: &str) {
+        let pkg = root().join("packages").join(name);
+        let (code, out, err) = qvm(&[
+            "cluster",
+            "deploy",
+            "--dir",
+            self.path(),
+            pkg.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "deploy {name}: {out}{err}{}", self.logs());
+    }
+
+    /// `qvm eval --json` with these `--input` arguments: (exit code, JSON or error text).
+    pub fn eval_cli(&self, program: &str, inputs: &[String]) -> (i32, String) {
+        let key = self.dir.path().join("keys/client");
+        let mut args = vec![
+            "eval".to_string(),
+            "--coordinator".into(),
+            self.file.coordinator.clone(),
+            "--key".into(),
+            key.to_str().expect("utf-8").into(),
+            "--program".into(),
+            program.into(),
+            "--json".into(),
+        ];
+        for i in inputs {
+            args.push("--input".into());
+            args.push(i.clone());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = qvm(&refs);
+        (code, if code == 0 { out } else { err })
     }
 
     /// The cluster's client key.

@@ -135,6 +135,28 @@ pub struct RevealedOutput {
 }
 
 impl RevealedOutput {
+    /// Splits an item's reconstructed values (the granted outputs, concatenated) by the
+    /// layout the custodians delivered, with each output's scale; `None` if the lengths
+    /// disagree.
+    pub fn split(
+        layout: &[(String, u32)],
+        values: &[qvm_core::Fp],
+        scale: impl Fn(&str) -> u32,
+    ) -> Option<Vec<RevealedOutput>> {
+        let mut rest = values;
+        let mut out = Vec::with_capacity(layout.len());
+        for (name, len) in layout {
+            let (head, tail) = (rest.get(..*len as usize)?, rest.get(*len as usize..)?);
+            out.push(RevealedOutput {
+                name: name.clone(),
+                scale: scale(name),
+                raw: head.iter().map(|x| x.to_i128()).collect(),
+            });
+            rest = tail;
+        }
+        rest.is_empty().then_some(out)
+    }
+
     /// The values as reals.
     pub fn reals(&self) -> Vec<f64> {
         let div = (1u128 << self.scale.min(64)) as f64;

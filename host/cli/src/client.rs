@@ -218,22 +218,8 @@ pub fn open_sealed(
         .iter()
         .map(|shares| {
             let values = qvm_mpc::output::reconstruct(members, shares)?;
-            let mut rest = values.as_slice();
-            let mut out = Vec::new();
-            for (name, len) in &layout {
-                let len = *len as usize;
-                if rest.len() < len {
-                    anyhow::bail!("the delivery is shorter than its layout");
-                }
-                let (head, tail) = rest.split_at(len);
-                out.push(qvm_api::request::RevealedOutput {
-                    name: name.clone(),
-                    scale: scale(name),
-                    raw: head.iter().map(|x| x.to_i128()).collect(),
-                });
-                rest = tail;
-            }
-            Ok(out)
+            qvm_api::request::RevealedOutput::split(&layout, &values, scale)
+                .ok_or_else(|| anyhow!("the delivery does not match its layout"))
         })
         .collect()
 }

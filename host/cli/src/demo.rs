@@ -11,19 +11,17 @@
 //!    killed and the refusal names the shortfall;
 //! 6. every node's audit log verifies and the custodians' logs match the coordinator's.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
-use qvm_api::request::{Input, InputValue};
 use qvm_api::wire::RefusalKind;
 use qvm_package::keys::KeySet;
 
 use crate::client::{Client, ClientError, sign};
 use crate::cluster::{self, ClusterFile};
-use crate::examples::{credit, identity, mlp, policy, reals};
+use crate::examples::{credit, identity, mlp, plaintext, policy, reals};
 
 const CREDIT: &str = include_str!("../../../packages/credit-score/credit-score.qvm");
 const CREDIT_SECRETS: &str = include_str!("../../../packages/credit-score/secrets.toml");
@@ -72,36 +70,6 @@ pub fn run(args: Args) -> ExitCode {
 
 fn step(n: u32, text: &str) {
     println!("\n{n}. {text}");
-}
-
-/// The owner's plaintext run of a program on an input: the reference.
-fn plaintext(
-    source: &str,
-    secrets: &str,
-    input: &Input,
-) -> anyhow::Result<Vec<(String, Vec<i128>)>> {
-    let ir =
-        qvm_lang::compile_ir(source).map_err(|e| anyhow!("{}", e.render("program", source)))?;
-    let secrets: HashMap<String, Vec<i128>> = qvm_package::build::read_secrets(&ir, secrets)?
-        .into_iter()
-        .map(|(n, v)| (n, v.iter().map(|x| x.to_i128()).collect()))
-        .collect();
-    let mut inputs = HashMap::new();
-    for p in &ir.inputs {
-        let f = input
-            .iter()
-            .find(|f| f.name == p.name)
-            .ok_or_else(|| anyhow!("missing {}", p.name))?;
-        let InputValue::Reals(v) = &f.value else {
-            bail!("reals expected")
-        };
-        let v: Vec<f64> = v.iter().map(|r| r.0).collect();
-        inputs.insert(
-            p.name.clone(),
-            qvm_lang::eval::scale_values(&ir, p, &v).ok_or_else(|| anyhow!("scale"))?,
-        );
-    }
-    Ok(qvm_lang::eval::evaluate(&ir, &inputs, &secrets)?)
 }
 
 fn expect_refusal(

@@ -1,6 +1,9 @@
 //! Example inputs and policies for the embedded example programs: what `qvm demo` sends,
 //! and what the cluster tests use.
 
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail};
 use qvm_api::request::{Input, InputField, InputValue, Real};
 use qvm_package::keys::KeySet;
 use qvm_package::policy::{Degrade, Identity, Policy};
@@ -87,4 +90,35 @@ pub fn policy(identities: Vec<Identity>) -> Policy {
         identities,
         degrade: Degrade::default(),
     }
+}
+
+/// The owner's plaintext run of a program on one input of reals, with the secrets of a
+/// `secrets.toml`: the reference a threshold evaluation must equal.
+pub fn plaintext(
+    source: &str,
+    secrets: &str,
+    input: &Input,
+) -> anyhow::Result<Vec<(String, Vec<i128>)>> {
+    let ir =
+        qvm_lang::compile_ir(source).map_err(|e| anyhow!("{}", e.render("program", source)))?;
+    let secrets: HashMap<String, Vec<i128>> = qvm_package::build::read_secrets(&ir, secrets)?
+        .into_iter()
+        .map(|(n, v)| (n, v.iter().map(|x| x.to_i128()).collect()))
+        .collect();
+    let mut inputs = HashMap::new();
+    for p in &ir.inputs {
+        let f = input
+            .iter()
+            .find(|f| f.name == p.name)
+            .ok_or_else(|| anyhow!("missing {}", p.name))?;
+        let InputValue::Reals(v) = &f.value else {
+            bail!("reals expected")
+        };
+        let v: Vec<f64> = v.iter().map(|r| r.0).collect();
+        inputs.insert(
+            p.name.clone(),
+            qvm_lang::eval::scale_values(&ir, p, &v).ok_or_else(|| anyhow!("scale"))?,
+        );
+    }
+    Ok(qvm_lang::eval::evaluate(&ir, &inputs, &secrets)?)
 }

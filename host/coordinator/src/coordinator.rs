@@ -60,8 +60,6 @@ pub struct PeerState {
     pub healthy: bool,
     /// Its last report.
     pub report: Option<Health>,
-    /// Failures since it was last healthy.
-    pub failures: u32,
     /// Held unhealthy until then (after failing a session).
     pub quarantine_until: Option<Instant>,
     /// Health checks missed in a row.
@@ -95,7 +93,6 @@ impl CustodianLink {
     pub fn fail(&self) {
         self.update(|s| {
             s.healthy = false;
-            s.failures += 1;
             s.quarantine_until = Some(Instant::now() + Duration::from_millis(500));
         });
     }
@@ -380,7 +377,6 @@ impl Coordinator {
                     }
                     s.healthy = !quarantined;
                     if s.healthy {
-                        s.failures = 0;
                         s.quarantine_until = None;
                     }
                     s.report = Some(r);

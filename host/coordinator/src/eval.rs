@@ -66,6 +66,8 @@ struct Checked {
     identity: Identity,
     request: Digest,
     cost: u64,
+    /// Cost units the identity had spent this period when the request was checked.
+    spent: u64,
 }
 
 /// How a session attempt failed.
@@ -250,6 +252,7 @@ impl Coordinator {
             identity,
             request,
             cost,
+            spent,
         })
     }
 
@@ -393,7 +396,9 @@ impl Coordinator {
             })
         })?;
         *ledger = next;
-        let spent = store::spent(&self.store(), &r.program, &r.identity, window).unwrap_or(0);
+        // What the check saw, plus this request (a second query per evaluation would only
+        // add requests that raced it).
+        let spent = checked.spent.saturating_add(checked.cost);
         self.metrics
             .budget_remaining
             .get_or_create(&IdentityLabel {
@@ -634,25 +639,12 @@ impl Coordinator {
                         "an item was not revealed",
                     ))
                 })?;
-                let mut rest = v.as_slice();
-                let mut out = Vec::with_capacity(layout.len());
-                for (name, len) in &layout {
-                    let len = *len as usize;
-                    if rest.len() < len {
-                        return Err(Failure::Final(refuse(
-                            RefusalKind::SessionFailed,
-                            "outputs shorter than their layout",
-                        )));
-                    }
-                    let (head, tail) = rest.split_at(len);
-                    out.push(RevealedOutput {
-                        name: name.clone(),
-                        scale: scale(name),
-                        raw: head.iter().map(|x| x.to_i128()).collect(),
-                    });
-                    rest = tail;
-                }
-                Ok(out)
+                RevealedOutput::split(&layout, &v, scale).ok_or_else(|| {
+                    Failure::Final(refuse(
+                        RefusalKind::SessionFailed,
+                        "outputs do not match their layout",
+                    ))
+                })
             })
             .collect()
     }

@@ -409,7 +409,6 @@ impl Node {
 
     /// Handles a control message from the coordinator.
     pub fn control(&self, body: &ControlBody) -> Result<Vec<u8>, Refusal> {
-        let encode = |v: &dyn erased::Encode| v.encode();
         match body {
             ControlBody::SetupDeal { epoch } => encode(&self.setup_deal(*epoch)?),
             ControlBody::SetupReceive { epoch, shipments } => {
@@ -798,17 +797,7 @@ fn poisoned_refusal() -> Refusal {
     internal("a lock was poisoned")
 }
 
-/// Canonical encoding of handler answers of different types.
-mod erased {
-    use qvm_api::wire::Refusal;
-
-    pub trait Encode {
-        fn encode(&self) -> Result<Vec<u8>, Refusal>;
-    }
-
-    impl<T: serde::Serialize> Encode for T {
-        fn encode(&self) -> Result<Vec<u8>, Refusal> {
-            super::to_canonical(self).map_err(|e| super::internal(e.to_string()))
-        }
-    }
+/// The canonical encoding of a control answer.
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Refusal> {
+    to_canonical(v).map_err(|e| internal(e.to_string()))
 }

@@ -87,16 +87,6 @@ impl Sessions {
             map.remove(id);
         }
     }
-
-    /// Sessions in progress.
-    pub fn len(&self) -> usize {
-        self.running.lock().map_or(0, |m| m.len())
-    }
-
-    /// Whether none is in progress.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Converts a wire input to the guest ABI's.

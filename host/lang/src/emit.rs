@@ -414,16 +414,22 @@ fn memeq() -> Function {
     f
 }
 
-/// Returns the host's share-error (in the return area) as the program's error.
-fn fail_share() -> Function {
-    let mut f = Function::new([]);
-    let mut i = f.instructions();
+/// Writes the head of `err(program-error)` in the result area: the result's `err` tag
+/// and the program-error variant (0 invalid-input, 1 share).
+fn error_header(i: &mut InstructionSink<'_>, variant: i32) {
     i.i32_const(RESULT as i32)
         .i32_const(1)
         .i32_store8(mem(0, 0));
     i.i32_const(RESULT as i32)
-        .i32_const(1)
+        .i32_const(variant)
         .i32_store8(mem(4, 0));
+}
+
+/// Returns the host's share-error (in the return area) as the program's error.
+fn fail_share() -> Function {
+    let mut f = Function::new([]);
+    let mut i = f.instructions();
+    error_header(&mut i, 1);
     i.i32_const(RESULT as i32 + 8)
         .i32_const(RET as i32 + 4)
         .i32_const(12)
@@ -436,12 +442,7 @@ fn fail_share() -> Function {
 fn fail_input() -> Function {
     let mut f = Function::new([]);
     let mut i = f.instructions();
-    i.i32_const(RESULT as i32)
-        .i32_const(1)
-        .i32_store8(mem(0, 0));
-    i.i32_const(RESULT as i32)
-        .i32_const(0)
-        .i32_store8(mem(4, 0));
+    error_header(&mut i, 0);
     i.i32_const(RESULT as i32).local_get(0).i32_store(mem(8, 2));
     i.i32_const(RESULT as i32)
         .local_get(1)
