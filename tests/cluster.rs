@@ -409,6 +409,23 @@ fn the_client_api_matches_its_openapi_description() {
         )
         .expect("answers");
     assert_eq!(resp.status().as_u16(), 404);
+    // Deploying the program again makes version 2, chained to version 1, and it serves.
+    c.deploy(
+        "linear-score",
+        support::policy(vec![support::identity(
+            &key,
+            "analyst",
+            1_000_000,
+            6_000,
+            1_000,
+            &["score"],
+        )]),
+    );
+    let v2 = c.program("linear_score");
+    assert_eq!(v2.version, 2);
+    assert_ne!(v2.package, p.package);
+    c.eval(&v2, "analyst", vec![support::linear(1.0)])
+        .expect("version 2 serves");
 }
 
 #[test]

@@ -314,9 +314,13 @@ pub async fn deploy(
         Err(_) => None,
     };
     let previous_manifest = match &previous {
-        Some(p) => Some(read_active_manifest(dir, &p.package.to_hex())?),
+        Some(p) => Some(active_manifest(dir, &p.package)?),
         None => None,
     };
+    // A program already deployed gets its next version, chained to the active one.
+    let version = previous_manifest
+        .as_ref()
+        .map_or(version, |m| version.max(m.version + 1));
     let pkg = qvm_package::build::build(
         qvm_package::build::BuildRequest {
             source,
@@ -383,12 +387,18 @@ pub async fn deploy(
     }
 }
 
-/// The manifest of a package a custodian holds (for building the next version).
-fn read_active_manifest(dir: &Path, id: &str) -> anyhow::Result<qvm_package::manifest::Manifest> {
-    let _ = (dir, id);
-    bail!(
-        "building a new version of a deployed program with `qvm cluster deploy` is not supported yet; use `qvm package build --previous`"
-    )
+/// The manifest of the active version of a program, from the cluster coordinator's store
+/// (the owner needs it to chain the next version to it).
+fn active_manifest(
+    dir: &Path,
+    id: &qvm_core::encoding::Digest,
+) -> anyhow::Result<qvm_package::manifest::Manifest> {
+    let conn = qvm_node::store::open_read_only(&dir.join("data/coordinator/coordinator.db"))?;
+    let bytes = qvm_coordinator::store::package_bytes(&conn, id)?
+        .ok_or_else(|| anyhow!("the coordinator does not hold package {id}"))?;
+    Ok(qvm_package::manifest::Package::from_bytes(&bytes)
+        .map_err(|e| anyhow!("package {id}: {e}"))?
+        .manifest)
 }
 
 /// Reads a package directory: the one .qvm file, secrets.toml, policy.toml.

@@ -190,6 +190,21 @@ pub fn insert_batch(tx: &Tx<'_>, kind: usize, start: u64, record: &[u8]) -> Resu
     Ok(())
 }
 
+/// A package file the coordinator holds, by id (read from any connection, such as a
+/// read-only one beside the running daemon).
+pub fn package_bytes(
+    conn: &rusqlite::Connection,
+    id: &Digest,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT package FROM packages WHERE id = ?1",
+            [id.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// A package's bytes, proposal time and encoded certificate.
 pub type ActiveRow = (Vec<u8>, u64, Vec<u8>);
 
