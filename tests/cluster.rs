@@ -296,17 +296,20 @@ type ApiCall = (
 fn the_client_api_matches_its_openapi_description() {
     let c = support::Live::up(2, 3);
     let key = c.client_key();
-    let id = c.deploy(
-        "linear-score",
-        support::policy(vec![support::identity(
-            &key,
-            "analyst",
-            1_000_000,
-            6_000,
-            1_000,
-            &["score"],
-        )]),
-    );
+    let deploy = || {
+        c.deploy(
+            "linear-score",
+            support::policy(vec![support::identity(
+                &key,
+                "analyst",
+                1_000_000,
+                6_000,
+                1_000,
+                &["score"],
+            )]),
+        )
+    };
+    let id = deploy();
     let doc: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(support::root().join("docs/openapi.json")).expect("openapi.json"),
     )
@@ -410,17 +413,7 @@ fn the_client_api_matches_its_openapi_description() {
         .expect("answers");
     assert_eq!(resp.status().as_u16(), 404);
     // Deploying the program again makes version 2, chained to version 1, and it serves.
-    c.deploy(
-        "linear-score",
-        support::policy(vec![support::identity(
-            &key,
-            "analyst",
-            1_000_000,
-            6_000,
-            1_000,
-            &["score"],
-        )]),
-    );
+    deploy();
     let v2 = c.program("linear_score");
     assert_eq!(v2.version, 2);
     assert_ne!(v2.package, p.package);
