@@ -3,19 +3,45 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use qvm_api::wire::RefusalKind;
 use support::{Live, credit, identity, linear, policy, refused};
 
+/// A load running on its own thread, and how many of its evaluations have finished.
+struct Load {
+    done: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Vec<Result<qvm_core::PartySet, String>>>,
+}
+
+impl Load {
+    /// Waits until `k` evaluations have finished (so what the test does next happens
+    /// during the load, however fast evaluations are); returns how many had.
+    fn after(&self, k: usize) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.done.load(Ordering::SeqCst) < k && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.done.load(Ordering::SeqCst)
+    }
+
+    fn join(self) -> Vec<Result<qvm_core::PartySet, String>> {
+        self.thread.join().expect("load")
+    }
+}
+
 /// Runs `n` evaluations alternating the two programs on a thread, returning each result's
 /// serving set (or the error) — while the test does things to the cluster.
-fn load(c: &Live, n: usize) -> std::thread::JoinHandle<Vec<Result<qvm_core::PartySet, String>>> {
+fn load(c: &Live, n: usize) -> Load {
+    let done = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&done);
     let client = c.client.clone();
     let key = c.client_key();
     let credit_p = c.program("credit_score");
     let linear_p = c.program("linear_score");
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -29,12 +55,16 @@ fn load(c: &Live, n: usize) -> std::thread::JoinHandle<Vec<Result<qvm_core::Part
                 };
                 let req =
                     qvm::client::sign(&key.signing, p, "analyst", vec![input]).expect("signs");
-                rt.block_on(client.eval(&req))
+                let r = rt
+                    .block_on(client.eval(&req))
                     .map(|r| r.receipt.receipt.members)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                counter.fetch_add(1, Ordering::SeqCst);
+                r
             })
             .collect()
-    })
+    });
+    Load { done, thread }
 }
 
 fn deploy_both(c: &Live) {
@@ -53,29 +83,52 @@ fn deploy_both(c: &Live) {
     c.deploy("credit-score", p(&["score", "band", "approve"]));
 }
 
+/// A custodian serving both programs for `analyst` (any two sets of K out of fewer than 2K
+/// live custodians meet). The coordinator keeps one identity's requests on the same set
+/// while it is healthy, so that is the custodian whose failure the load runs into.
+fn serving_both(c: &Live) -> qvm_core::PartyIndex {
+    let members = |name: &str, input| {
+        c.eval(&c.program(name), "analyst", vec![input])
+            .unwrap_or_else(|e| panic!("{name}: {e}{}", c.logs()))
+            .receipt
+            .receipt
+            .members
+    };
+    let credit_q = members("credit_score", credit(0.0));
+    let linear_q = members("linear_score", linear(0.0));
+    credit_q
+        .iter()
+        .find(|p| linear_q.contains(*p))
+        .expect("two sets of K among fewer than 2K custodians meet")
+}
+
 #[test]
 fn n_minus_k_custodians_killed_before_and_during_load() {
     let c = Live::up(3, 5);
     deploy_both(&c);
     // One killed before the load, one during it.
     c.signal("custodian-5", "KILL");
+    assert!(c.wait_health(5, false, Duration::from_secs(5)));
+    let victim = serving_both(&c);
     let running = load(&c, 24);
-    std::thread::sleep(Duration::from_millis(600));
-    c.signal("custodian-2", "KILL");
-    let results = running.join().expect("load");
+    let killed_at = running.after(6);
+    c.signal(&format!("custodian-{victim}"), "KILL");
+    let results = running.join();
     for (i, r) in results.iter().enumerate() {
         let q = r
             .as_ref()
             .unwrap_or_else(|e| panic!("evaluation {i}: {e}{}", c.logs()));
         assert_eq!(q.len(), 3);
     }
-    let late: Vec<_> = results[results.len() / 2..].iter().flatten().collect();
-    assert!(
-        late.iter()
-            .all(|q| !q.contains(qvm_core::PartyIndex::new(2).expect("index")))
-    );
+    // Evaluations that started after the kill (the one in flight may have finished first).
+    let late: Vec<_> = results[killed_at + 1..].iter().flatten().collect();
+    assert!(late.len() >= 12);
+    assert!(late.iter().all(|q| !q.contains(victim)));
     // One more: the refusal names the shortfall.
-    c.signal("custodian-1", "KILL");
+    let third = (1..=4u8)
+        .find(|i| *i != victim.get())
+        .expect("a live custodian");
+    c.signal(&format!("custodian-{third}"), "KILL");
     let p = c.program("credit_score");
     let msg = refused(
         c.eval(&p, "analyst", vec![credit(0.0)]),
@@ -88,80 +141,80 @@ fn n_minus_k_custodians_killed_before_and_during_load() {
 fn a_stalled_custodian_is_failed_over_and_recovers() {
     let c = Live::up(2, 3);
     deploy_both(&c);
+    let stalled = serving_both(&c);
+    let name = format!("custodian-{stalled}");
     let running = load(&c, 12);
-    std::thread::sleep(Duration::from_millis(400));
-    c.signal("custodian-2", "STOP");
-    let results = running.join().expect("load");
+    running.after(3);
+    c.signal(&name, "STOP");
+    let results = running.join();
     for (i, r) in results.iter().enumerate() {
         assert!(r.is_ok(), "evaluation {i}: {r:?}{}", c.logs());
     }
+    let index = stalled.get();
     assert!(
-        c.wait_health(2, false, Duration::from_secs(5)),
-        "custodian 2 is marked unhealthy"
+        c.wait_health(index, false, Duration::from_secs(5)),
+        "the stalled custodian is marked unhealthy"
     );
     assert!(
         c.metric("qvm_coordinator_retries_total") >= 1.0,
         "a session was retried with another set"
     );
-    c.signal("custodian-2", "CONT");
+    c.signal(&name, "CONT");
     assert!(
-        c.wait_health(2, true, Duration::from_secs(10)),
-        "custodian 2 recovers"
+        c.wait_health(index, true, Duration::from_secs(10)),
+        "the stalled custodian recovers"
     );
-    // It serves again: with 1 or 3 down, only {1,2} or {2,3} remain.
-    c.signal("custodian-3", "STOP");
-    assert!(c.wait_health(3, false, Duration::from_secs(5)));
+    // It serves again: with one of the other two down, the only set left includes it.
+    let other = (1..=3u8).find(|i| *i != index).expect("another custodian");
+    c.signal(&format!("custodian-{other}"), "STOP");
+    assert!(c.wait_health(other, false, Duration::from_secs(5)));
     let p = c.program("credit_score");
     let r = c.eval(&p, "analyst", vec![credit(0.0)]).expect("served");
-    assert!(
-        r.receipt
-            .receipt
-            .members
-            .contains(qvm_core::PartyIndex::new(2).expect("index"))
-    );
-    c.signal("custodian-3", "CONT");
+    assert!(r.receipt.receipt.members.contains(stalled));
+    c.signal(&format!("custodian-{other}"), "CONT");
 }
 
 #[test]
 fn a_custodian_killed_under_load_restarts_with_nothing_lost() {
     let c = Live::up(2, 3);
     deploy_both(&c);
+    let victim = serving_both(&c);
+    let (v, name) = (victim.get(), format!("custodian-{victim}"));
     let running = load(&c, 16);
-    std::thread::sleep(Duration::from_millis(500));
-    c.signal("custodian-1", "KILL");
-    let results = running.join().expect("load");
-    let served_by_1 = results
+    running.after(4);
+    c.signal(&name, "KILL");
+    let results = running.join();
+    // With the two probes of `serving_both`.
+    let served = 2 + results
         .iter()
         .flatten()
-        .filter(|q| q.contains(qvm_core::PartyIndex::new(1).expect("index")))
+        .filter(|q| q.contains(victim))
         .count();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    qvm::cluster::restart(c.dir.path(), "custodian-1", &support::exe()).expect("restarts");
+    qvm::cluster::restart(c.dir.path(), &name, &support::exe()).expect("restarts");
     assert!(
-        c.wait_health(1, true, Duration::from_secs(20)),
-        "custodian 1 is back{}",
+        c.wait_health(v, true, Duration::from_secs(20)),
+        "{name} is back{}",
         c.logs()
     );
     // Its audit chain verifies; its budget counters cover every evaluation it served.
     let lines = qvm::audit::verify_cluster(c.dir.path()).expect("audit logs verify");
     assert!(lines.len() == 4, "{lines:?}");
-    let db = c.custodian_db(1);
+    let db = c.custodian_db(v);
     let recorded: i64 = db
         .query_row("SELECT COUNT(*) FROM tickets WHERE served = 1", [], |r| {
             r.get(0)
         })
         .expect("query");
-    assert!(
-        recorded as usize >= served_by_1,
-        "{recorded} < {served_by_1}"
-    );
+    assert!(recorded as usize >= served, "{recorded} < {served}");
     // No package or approval lost: it serves both programs again.
     let approvals: i64 = db
         .query_row("SELECT COUNT(*) FROM approvals", [], |r| r.get(0))
         .expect("query");
     assert_eq!(approvals, 2);
-    c.signal("custodian-2", "KILL");
-    assert!(c.wait_health(2, false, Duration::from_secs(5)));
+    let other = (1..=3u8).find(|i| *i != v).expect("another custodian");
+    c.signal(&format!("custodian-{other}"), "KILL");
+    assert!(c.wait_health(other, false, Duration::from_secs(5)));
     for p in ["credit_score", "linear_score"] {
         let prog = c.program(p);
         let input = if p == "credit_score" {
@@ -172,11 +225,6 @@ fn a_custodian_killed_under_load_restarts_with_nothing_lost() {
         let r = c
             .eval(&prog, "analyst", vec![input])
             .unwrap_or_else(|e| panic!("{p}: {e}{}", c.logs()));
-        assert!(
-            r.receipt
-                .receipt
-                .members
-                .contains(qvm_core::PartyIndex::new(1).expect("index"))
-        );
+        assert!(r.receipt.receipt.members.contains(victim));
     }
 }

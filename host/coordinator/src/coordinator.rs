@@ -2,7 +2,6 @@
 //! phase, packages and the collection of approvals into certificates.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,9 @@ use crate::store::{self, Store, StoreError, dec, enc};
 
 /// How often background loops look.
 const TICK: Duration = Duration::from_millis(100);
+/// How long a completion entry may wait for a ticket transaction to carry it before the
+/// background flush writes it on its own.
+const DEFERRED_FLUSH: Duration = Duration::from_millis(20);
 /// Deadline of health checks and control calls.
 const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
 const HEALTH_DEADLINE: Duration = Duration::from_millis(800);
@@ -143,7 +145,9 @@ pub struct Coordinator {
     /// Serializes ticket issuance (chains, budgets, ledger).
     pub(crate) issuing: Mutex<()>,
     pub(crate) buckets: Mutex<HashMap<(String, String), (f64, u64)>>,
-    pub(crate) rotation: AtomicUsize,
+    /// Completion entries (`Answered`) not yet in the audit log: they ride in the next
+    /// ticket's transaction, or a background flush after [`DEFERRED_FLUSH`] of quiet.
+    deferred: Mutex<Vec<(std::time::Instant, Event)>>,
     /// The largest single request's need per pool (triples, bits): the offline phase keeps
     /// twice that available.
     pub(crate) demand: [std::sync::atomic::AtomicU64; 2],
@@ -220,7 +224,7 @@ impl Coordinator {
             pending: Mutex::new(HashMap::new()),
             issuing: Mutex::new(()),
             buckets: Mutex::new(HashMap::new()),
-            rotation: AtomicUsize::new(0),
+            deferred: Mutex::new(Vec::new()),
             demand: Default::default(),
             metrics: Metrics::default(),
         };
@@ -255,6 +259,42 @@ impl Coordinator {
     /// The store.
     pub fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an audit entry that need not be durable before the answer (an evaluation's
+    /// completion: its `Evaluation` entry was durable before any custodian saw the ticket).
+    pub(crate) fn defer_audit(&self, event: Event) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((std::time::Instant::now(), event));
+    }
+
+    /// Appends the queued entries inside a transaction that commits anyway.
+    pub(crate) fn drain_deferred(
+        &self,
+        tx: &mut qvm_node::store::Tx<'_>,
+    ) -> Result<(), StoreError> {
+        let events = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, e) in events {
+            tx.audit(e)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the queued entries if the oldest has waited `after` (background flush; zero
+    /// at shutdown). Under load, ticket transactions carry them long before that.
+    pub fn flush_deferred(&self, after: Duration) -> Result<(), StoreError> {
+        let due = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .is_some_and(|(t, _)| t.elapsed() >= after);
+        if !due {
+            return Ok(());
+        }
+        self.store().write(|tx| self.drain_deferred(tx))
     }
 
     /// The pool ledger.
@@ -340,14 +380,30 @@ impl Coordinator {
                 tokio::time::sleep(TICK).await;
             }
         });
+        // One offline loop per pool: while one batch waits on the network or the disk,
+        // the other computes.
+        for kind in [PoolKind::Triples, PoolKind::Bits] {
+            let c = Arc::clone(self);
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = c.refill(kind).await {
+                        tracing::warn!(error = %e, pool = %kind, "offline phase");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    tokio::time::sleep(TICK).await;
+                }
+            });
+        }
         let c = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                if let Err(e) = c.refill().await {
-                    tracing::warn!(error = %e, "offline phase");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(DEFERRED_FLUSH).await;
+                let c = Arc::clone(&c);
+                let flushed =
+                    tokio::task::spawn_blocking(move || c.flush_deferred(DEFERRED_FLUSH)).await;
+                if let Ok(Err(e)) = flushed {
+                    tracing::error!(error = %e, "cannot write completion entries to the audit log");
                 }
-                tokio::time::sleep(TICK).await;
             }
         });
         let c = Arc::clone(self);
@@ -537,23 +593,22 @@ impl Coordinator {
 
     /// Runs offline batches while a pool is below its low-water mark and 2K − 1
     /// custodians are up with their keys.
-    async fn refill(&self) -> Result<(), Refusal> {
+    async fn refill(&self, kind: PoolKind) -> Result<(), Refusal> {
         if !self.mpc.supports_interactive() {
             return Ok(());
         }
-        for kind in [PoolKind::Triples, PoolKind::Bits] {
-            // Keep at least the configured level, and twice the largest request seen.
-            let target =
-                self.config.offline.low_water.max(
-                    2 * self.demand[pool_slot(kind)].load(std::sync::atomic::Ordering::Relaxed),
-                );
-            for _ in 0..64 {
-                if self.ledger().available(kind) >= target {
-                    break;
-                }
-                if !self.refill_once(kind).await? {
-                    return Ok(());
-                }
+        // Keep at least the configured level, and twice the largest request seen.
+        let target = self
+            .config
+            .offline
+            .low_water
+            .max(2 * self.demand[pool_slot(kind)].load(std::sync::atomic::Ordering::Relaxed));
+        for _ in 0..64 {
+            if self.ledger().available(kind) >= target {
+                break;
+            }
+            if !self.refill_once(kind).await? {
+                return Ok(());
             }
         }
         Ok(())

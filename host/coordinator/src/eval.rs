@@ -3,6 +3,7 @@
 //! failover to another session set, reconstruction of the granted outputs, the receipt.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -282,8 +283,12 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Picks Q: K healthy custodians with their keys (and, for interactive programs,
-    /// pools that reach the grant), rotating to spread load.
+    /// Picks Q: K healthy custodians with their keys, in an order fixed per (program,
+    /// identity) — rendezvous hashing. One identity's requests keep going to the same
+    /// custodians while they are healthy, so their copies of its ticket chain stay whole
+    /// (a custodian that missed tickets is refused once with a gap and sent them again,
+    /// one more round trip and a signature check per missed ticket), while different
+    /// identities spread over different sets.
     fn pick(&self, checked: &Checked, excluded: PartySet) -> Result<PartySet, Refusal> {
         let k = self.committee.k as usize;
         let m = &checked.program.manifest;
@@ -295,9 +300,12 @@ impl Coordinator {
             .filter(|(c, h)| h.keyring && !excluded.contains(c.index))
             .map(|(c, h)| (!h.active.contains(&checked.program.id), c.index))
             .collect();
-        let r = self.rotation.fetch_add(1, Ordering::Relaxed) % candidates.len().max(1);
-        candidates.rotate_left(r);
-        candidates.sort_by_key(|(stale, _)| *stale);
+        let rank = |p: PartyIndex| {
+            let mut h = std::hash::DefaultHasher::new();
+            (&m.program, &checked.identity.name, p.get()).hash(&mut h);
+            h.finish()
+        };
+        candidates.sort_by_key(|(stale, p)| (*stale, rank(*p)));
         let healthy: Vec<PartyIndex> = candidates.into_iter().map(|(_, p)| p).collect();
         if healthy.len() < k {
             let down: Vec<String> = self
@@ -373,6 +381,7 @@ impl Coordinator {
         let window = now / checked.identity.period_secs.max(1);
         let (tbytes, lbytes) = (enc(&ticket)?, enc(&next)?);
         self.store().write(|tx| {
+            self.drain_deferred(tx)?;
             store::insert_ticket(
                 tx,
                 &r.program,
@@ -664,10 +673,10 @@ impl Coordinator {
         let hash = ticket
             .hash()
             .map_err(|e| refuse(RefusalKind::Internal, e.to_string()))?;
-        self.store().audit(Event::Answered {
+        self.defer_audit(Event::Answered {
             ticket: hash,
             rounds,
-        })?;
+        });
         let receipt = Receipt {
             request: checked.request,
             ticket: hash,

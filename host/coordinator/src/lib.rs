@@ -34,9 +34,13 @@ pub async fn serve(
         .map_err(|e| ServeError::Io(e.to_string()))??;
     c.spawn_background();
     tracing::info!(%listen, "coordinator listening");
-    qvm_node::http::serve(listen, api::router(Arc::clone(&c)), shutdown)
+    let served = qvm_node::http::serve(listen, api::router(Arc::clone(&c)), shutdown)
         .await
-        .map_err(ServeError::Io)
+        .map_err(ServeError::Io);
+    if let Err(e) = c.flush_deferred(std::time::Duration::ZERO) {
+        tracing::error!(error = %e, "cannot write completion entries to the audit log");
+    }
+    served
 }
 
 /// Why serving failed.

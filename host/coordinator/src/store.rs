@@ -3,6 +3,7 @@
 //! custodians that catch up), and the pool ledger.
 
 use qvm_core::encoding::Digest;
+use qvm_node::store::Cached;
 pub use qvm_node::store::{Store, StoreError, Tx, dec, digest, enc, now_ms};
 use rusqlite::{OptionalExtension, params};
 
@@ -45,7 +46,7 @@ fn package_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackageRow> {
 
 /// Reads.
 pub fn packages_in(store: &Store, state: &str) -> Result<Vec<PackageRow>, StoreError> {
-    let mut stmt = store.conn().prepare(
+    let mut stmt = store.conn().prepare_cached(
         "SELECT id, package, proposed_at, state FROM packages WHERE state = ?1 ORDER BY program, version",
     )?;
     let rows = stmt.query_map([state], package_row)?;
@@ -59,7 +60,7 @@ pub fn records_from(
     start: u64,
     limit: usize,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
-    let mut stmt = store.conn().prepare(
+    let mut stmt = store.conn().prepare_cached(
         "SELECT record FROM batches WHERE kind = ?1 AND start >= ?2 ORDER BY start LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![kind as i64, start as i64, limit as i64], |r| {
@@ -77,7 +78,7 @@ pub fn records_covering(
 ) -> Result<Vec<Vec<u8>>, StoreError> {
     let first: Option<i64> = store
         .conn()
-        .query_row(
+        .row(
             "SELECT start FROM batches WHERE kind = ?1 AND start <= ?2 ORDER BY start DESC LIMIT 1",
             params![kind as i64, index as i64],
             |r| r.get(0),
@@ -93,7 +94,7 @@ pub fn chain_from(
     identity: &str,
     from: u64,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
-    let mut stmt = store.conn().prepare(
+    let mut stmt = store.conn().prepare_cached(
         "SELECT ticket FROM tickets WHERE program = ?1 AND identity = ?2 AND sequence >= ?3 ORDER BY sequence",
     )?;
     let rows = stmt.query_map(params![program, identity, from as i64], |r| r.get(0))?;
@@ -113,7 +114,7 @@ pub fn chain_head(
 pub fn request_seen(store: &Store, request: &Digest) -> Result<bool, StoreError> {
     Ok(store
         .conn()
-        .query_row(
+        .row(
             "SELECT 1 FROM tickets WHERE request = ?1 LIMIT 1",
             [request.as_bytes().as_slice()],
             |_| Ok(()),
@@ -136,7 +137,7 @@ pub fn insert_package(
     package: &[u8],
     proposed_at: u64,
 ) -> Result<bool, StoreError> {
-    let n = tx.conn().execute(
+    let n = tx.conn().exec(
         "INSERT OR IGNORE INTO packages (id, program, version, package, proposed_at, state) VALUES (?1, ?2, ?3, ?4, ?5, 'proposed')",
         params![id.as_bytes().as_slice(), program, version as i64, package, proposed_at as i64],
     )?;
@@ -150,11 +151,11 @@ pub fn activate(
     program: &str,
     certificate: &[u8],
 ) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.conn().exec(
         "UPDATE packages SET state = 'superseded' WHERE program = ?1 AND state = 'active'",
         [program],
     )?;
-    tx.conn().execute(
+    tx.conn().exec(
         "UPDATE packages SET state = 'active', certificate = ?2 WHERE id = ?1",
         params![id.as_bytes().as_slice(), certificate],
     )?;
@@ -174,16 +175,16 @@ pub fn insert_ticket(
     cost: u64,
     window: u64,
 ) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.conn().exec(
         "INSERT INTO tickets (program, identity, sequence, hash, ticket, request, cost, window) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![program, identity, sequence as i64, hash.as_bytes().as_slice(), ticket, request.as_bytes().as_slice(), cost as i64, window as i64],
     )?;
-    Ok(())
+    qvm_node::store::tickets::charge(tx.conn(), program, identity, window, cost)
 }
 
 /// Records a batch.
 pub fn insert_batch(tx: &Tx<'_>, kind: usize, start: u64, record: &[u8]) -> Result<(), StoreError> {
-    tx.conn().execute(
+    tx.conn().exec(
         "INSERT INTO batches (kind, start, record) VALUES (?1, ?2, ?3)",
         params![kind as i64, start as i64, record],
     )?;
@@ -197,7 +198,7 @@ pub fn package_bytes(
     id: &Digest,
 ) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(conn
-        .query_row(
+        .row(
             "SELECT package FROM packages WHERE id = ?1",
             [id.as_bytes().as_slice()],
             |r| r.get(0),
@@ -215,7 +216,7 @@ pub fn package_with_certificate(
 ) -> Result<Option<ActiveRow>, StoreError> {
     Ok(store
         .conn()
-        .query_row(
+        .row(
             "SELECT package, proposed_at, certificate FROM packages WHERE id = ?1 AND certificate IS NOT NULL",
             [id.as_bytes().as_slice()],
             |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)),

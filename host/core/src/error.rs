@@ -107,6 +107,9 @@ pub enum Error {
     /// A private key could not be decoded (not in 1..n).
     #[error("invalid P-256 private key encoding")]
     InvalidPrivateKey,
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Randomness,
     /// A signature is malformed or does not verify.
     #[error("signature verification failed")]
     BadSignature,

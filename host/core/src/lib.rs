@@ -19,7 +19,7 @@
 //!
 //! Secret material (shares, PRSS keys, pairwise keys, private keys) is zeroized on drop and
 //! prints as `<redacted>`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
 

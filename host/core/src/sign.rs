@@ -1,5 +1,11 @@
-//! Domain-separated ECDSA P-256 signatures (FIPS 186-5 ECDSA with SHA-256, deterministic
-//! nonces per RFC 6979).
+//! Domain-separated ECDSA P-256 signatures (FIPS 186-5 ECDSA with SHA-256).
+//!
+//! Signing and verification run on `ring` (BoringSSL's constant-time P-256 with its
+//! precomputed base-point tables): 33 µs to sign and 117 µs to verify on our 2-core machine,
+//! against 300 / 500 µs for the pure-Rust `p256` crate, and every evaluation costs one client
+//! signature, two coordinator signatures and 2K + 1 verifications. Nonces are hedged (derived
+//! from the key, the message digest and fresh randomness), so a failing RNG does not reveal
+//! the key. `p256` still holds the key for encoding, public-key derivation and ECDH.
 //!
 //! A signature never covers bare bytes: it covers [`signing_bytes`] of a typed value under
 //! a [`Domain`] tag, so an approval can never be replayed as a ticket or a client request.
@@ -8,9 +14,11 @@
 //! never of the signature.
 
 use core::fmt;
+use core::mem::ManuallyDrop;
+use std::sync::Arc;
 
-use p256::ecdsa::signature::{Signer, Verifier};
 use rand_core::{CryptoRng, RngCore};
+use ring::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -23,24 +31,38 @@ pub const SIGNATURE_BYTES: usize = 64;
 
 /// A P-256 signing key. Prints as `<redacted>`; the scalar is zeroized on drop.
 #[derive(Clone)]
-pub struct SigningKey(p256::ecdsa::SigningKey);
+pub struct SigningKey {
+    key: p256::ecdsa::SigningKey,
+    signer: Arc<RingSigner>,
+}
 
 impl SigningKey {
     /// A fresh key.
     pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> SigningKey {
-        SigningKey(p256::ecdsa::SigningKey::random(rng))
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        loop {
+            rng.fill_bytes(bytes.as_mut());
+            // A uniform 256-bit string is ≥ n or zero with probability < 2^-32.
+            if let Ok(key) = SigningKey::from_bytes(bytes.as_ref()) {
+                return key;
+            }
+        }
     }
 
     /// Decodes a 32-byte big-endian scalar in 1..n.
     pub fn from_bytes(bytes: &[u8]) -> Result<SigningKey> {
-        p256::ecdsa::SigningKey::from_slice(bytes)
-            .map(SigningKey)
-            .map_err(|_| Error::InvalidPrivateKey)
+        let key =
+            p256::ecdsa::SigningKey::from_slice(bytes).map_err(|_| Error::InvalidPrivateKey)?;
+        let signer = RingSigner::new(&key)?;
+        Ok(SigningKey {
+            key,
+            signer: Arc::new(signer),
+        })
     }
 
     /// The 32-byte big-endian scalar, zeroized when dropped.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
-        let mut bytes = self.0.to_bytes();
+        let mut bytes = self.key.to_bytes();
         let out = Zeroizing::new(bytes.into());
         bytes.zeroize();
         out
@@ -48,7 +70,7 @@ impl SigningKey {
 
     /// The public half.
     pub fn verifying_key(&self) -> VerifyingKey {
-        VerifyingKey(*self.0.verifying_key())
+        VerifyingKey::from_p256(*self.key.verifying_key())
     }
 
     /// Signs `value` under `domain`.
@@ -59,10 +81,48 @@ impl SigningKey {
     /// ECDSA-SHA256 over raw bytes. Crate-internal: every public signing path goes through
     /// a domain tag.
     pub(crate) fn sign_raw(&self, message: &[u8]) -> Result<Signature> {
-        let sig: p256::ecdsa::Signature =
-            self.0.try_sign(message).map_err(|_| Error::BadSignature)?;
+        let rng = ring::rand::SystemRandom::new();
+        let raw = self
+            .signer
+            .0
+            .sign(&rng, message)
+            .map_err(|_| Error::Randomness)?;
+        let sig =
+            p256::ecdsa::Signature::from_slice(raw.as_ref()).map_err(|_| Error::BadSignature)?;
         let sig = sig.normalize_s().unwrap_or(sig);
         Ok(Signature(sig.to_bytes().into()))
+    }
+}
+
+/// `ring`'s key pair for one signing key. `ring` does not zeroize its keys, so this wrapper
+/// wipes the key pair's bytes when the last clone of the [`SigningKey`] goes away.
+struct RingSigner(ManuallyDrop<EcdsaKeyPair>);
+
+impl RingSigner {
+    fn new(key: &p256::ecdsa::SigningKey) -> Result<RingSigner> {
+        let secret = Zeroizing::new(<[u8; 32]>::from(key.to_bytes()));
+        let public = key.verifying_key().to_encoded_point(false);
+        let rng = ring::rand::SystemRandom::new();
+        EcdsaKeyPair::from_private_key_and_public_key(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            secret.as_ref(),
+            public.as_bytes(),
+            &rng,
+        )
+        .map(|pair| RingSigner(ManuallyDrop::new(pair)))
+        .map_err(|_| Error::InvalidPrivateKey)
+    }
+}
+
+impl Drop for RingSigner {
+    // The crate's only `unsafe`: ring offers no way to wipe its keys.
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: `EcdsaKeyPair` is a flat struct (limb arrays, a digest, a public-key byte
+        // array and a `&'static` algorithm reference) with no `Drop` impl and no heap data;
+        // `ManuallyDrop` means it is never dropped or read after this write, so the zeroed
+        // reference is never used.
+        unsafe { zeroize::zeroize_flat_type(&mut *self.0 as *mut EcdsaKeyPair) }
     }
 }
 
@@ -72,21 +132,34 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// A P-256 verifying key, encoded as a 33-byte compressed SEC1 point.
+/// A P-256 verifying key, encoded as a 33-byte compressed SEC1 point. The uncompressed form
+/// is kept beside it because `ring` verifies against that (decompressing costs a square root).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct VerifyingKey(p256::ecdsa::VerifyingKey);
+pub struct VerifyingKey {
+    key: p256::ecdsa::VerifyingKey,
+    uncompressed: [u8; UNCOMPRESSED_BYTES],
+}
+
+/// Bytes in an uncompressed SEC1 point: 0x04 ‖ x ‖ y.
+const UNCOMPRESSED_BYTES: usize = 65;
 
 impl VerifyingKey {
+    fn from_p256(key: p256::ecdsa::VerifyingKey) -> VerifyingKey {
+        let mut uncompressed = [0u8; UNCOMPRESSED_BYTES];
+        uncompressed.copy_from_slice(key.to_encoded_point(false).as_bytes());
+        VerifyingKey { key, uncompressed }
+    }
+
     /// Decodes a SEC1 point, rejecting the identity and points off the curve.
     pub fn from_sec1_bytes(bytes: &[u8]) -> Result<VerifyingKey> {
         p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
-            .map(VerifyingKey)
+            .map(VerifyingKey::from_p256)
             .map_err(|_| Error::InvalidPublicKey)
     }
 
     /// The compressed SEC1 encoding.
     pub fn to_sec1_bytes(&self) -> [u8; PUBLIC_KEY_BYTES] {
-        compressed_bytes(&self.0.to_encoded_point(true))
+        compressed_bytes(&self.key.to_encoded_point(true))
     }
 
     /// Verifies `signature` over `value` under `domain`.
@@ -102,9 +175,8 @@ impl VerifyingKey {
     /// ECDSA-SHA256 verification of a 64-byte r ‖ s signature over raw bytes. Public for
     /// known-answer tests against standard vectors; protocol code uses [`VerifyingKey::verify`].
     pub fn verify_raw(&self, message: &[u8], signature: &[u8]) -> Result<()> {
-        let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|_| Error::BadSignature)?;
-        self.0
-            .verify(message, &sig)
+        ring::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.uncompressed)
+            .verify(message, signature)
             .map_err(|_| Error::BadSignature)
     }
 }
@@ -228,23 +300,30 @@ mod tests {
     }
 
     #[test]
-    fn signatures_are_low_s_and_deterministic() -> Result<()> {
+    fn signatures_are_low_s_and_hedged() -> Result<()> {
         let mut rng = ChaCha20Rng::seed_from_u64(6);
         let sk = SigningKey::generate(&mut rng);
         // n/2 for P-256, big endian.
         let half_n =
             hex::decode("7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8")
                 .map_err(|e| Error::Encoding(e.to_string()))?;
+        let vk = sk.verifying_key();
         for v in 0..32u64 {
             let s1 = sk.sign(APPROVAL, &v)?;
-            assert_eq!(s1, sk.sign(APPROVAL, &v)?);
-            assert!(s1.to_bytes()[32..] <= half_n[..]);
+            let s2 = sk.sign(APPROVAL, &v)?;
+            // Fresh randomness in every nonce: two signatures of one message differ.
+            assert_ne!(s1, s2);
+            for s in [s1, s2] {
+                assert!(s.to_bytes()[32..] <= half_n[..]);
+                vk.verify(APPROVAL, &v, &s)?;
+            }
         }
         Ok(())
     }
 
-    /// RFC 6979 §A.2.5, P-256 with SHA-256, message "sample": deterministic nonces give
-    /// the published (r, s); we emit the low-S form (r, n − s) of the same signature.
+    /// RFC 6979 §A.2.5, P-256 with SHA-256, message "sample": the published key derives the
+    /// published public key, the published (r, s) and its low-S twin (r, n − s) verify, and
+    /// our own (hedged) signature with that key verifies and is low-S.
     #[test]
     fn rfc6979_known_answer() -> Result<()> {
         let hex32 = |s: &str| hex::decode(s).map_err(|e| Error::Encoding(e.to_string()));
@@ -263,14 +342,18 @@ mod tests {
         let s = "f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8";
         let published = hex32(&format!("{r}{s}"))?;
         sk.verifying_key().verify_raw(b"sample", &published)?;
-        let ours = sk.sign_raw(b"sample")?.to_bytes();
-        assert_eq!(hex::encode(&ours[..32]), r);
         // n − s, with n the P-256 group order.
-        assert_eq!(
-            hex::encode(&ours[32..]),
-            "0834e36ad29a83bf2bc9385e491d6099c8fdf9d1ed67aa7ea5f51f93782857a9"
-        );
+        let twin = hex32(&format!(
+            "{r}0834e36ad29a83bf2bc9385e491d6099c8fdf9d1ed67aa7ea5f51f93782857a9"
+        ))?;
+        sk.verifying_key().verify_raw(b"sample", &twin)?;
+        let ours = sk.sign_raw(b"sample")?.to_bytes();
+        assert!(ours[32] < 0x80);
         sk.verifying_key().verify_raw(b"sample", &ours)?;
+        assert_eq!(
+            sk.verifying_key().verify_raw(b"other", &ours),
+            Err(Error::BadSignature)
+        );
         Ok(())
     }
 

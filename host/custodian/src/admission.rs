@@ -61,6 +61,7 @@ pub fn admit(node: &Node, start: &StartSession) -> Result<Admitted, Refusal> {
 fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refusal> {
     let (signed, req) = (&start.ticket, &start.request.request);
     let t = &signed.ticket;
+    let t0 = std::time::Instant::now();
     // The ticket: the coordinator's, for this request, with this custodian in Q.
     signed.verify(&node.committee.coordinator).map_err(|_| {
         refuse(
@@ -152,6 +153,7 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
             "the client's signature does not verify",
         )
     })?;
+    let t_verified = t0.elapsed();
     // Outputs for the client only need the client's key to seal them to.
     if identity.reveal_to_client && req.reveal_to.is_none() {
         return Err(refuse(
@@ -228,8 +230,15 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
                 .cost_units
                 .saturating_mul(s.ticket.items as u64))
         };
+        let t_commit = t0.elapsed();
         node.store()
             .write(|tx| commit(node, tx, start, &identity, &ticket_hash, &cost))?;
+        tracing::debug!(
+            verify_us = t_verified.as_micros() as u64,
+            checks_us = (t_commit - t_verified).as_micros() as u64,
+            commit_us = (t0.elapsed() - t_commit).as_micros() as u64,
+            "admission"
+        );
         let materials = grants
             .iter()
             .map(|g| pool.take(g))

@@ -7,6 +7,7 @@
 //! before the component runs.
 
 use qvm_core::encoding::Digest;
+use qvm_node::store::Cached;
 pub use qvm_node::store::{Store, StoreError, Tx, dec, digest, enc, now_ms};
 use rusqlite::{OptionalExtension, params};
 
@@ -69,7 +70,7 @@ pub trait CustodianReads {
     fn package(&self, id: &Digest) -> Result<Option<PackageRow>, StoreError> {
         Ok(self
             .db()
-            .query_row(
+            .row(
                 "SELECT id, package, bundle, proposed_at, state, certificate FROM packages WHERE id = ?1",
                 [id.as_bytes().as_slice()],
                 package_row,
@@ -79,7 +80,7 @@ pub trait CustodianReads {
 
     /// Packages in a state.
     fn packages_in(&self, state: &str) -> Result<Vec<PackageRow>, StoreError> {
-        let mut stmt = self.db().prepare(
+        let mut stmt = self.db().prepare_cached(
             "SELECT id, package, bundle, proposed_at, state, certificate FROM packages WHERE state = ?1 ORDER BY program, version",
         )?;
         let rows = stmt.query_map([state], package_row)?;
@@ -90,7 +91,7 @@ pub trait CustodianReads {
     fn active_of(&self, program: &str) -> Result<Option<PackageRow>, StoreError> {
         Ok(self
             .db()
-            .query_row(
+            .row(
                 "SELECT id, package, bundle, proposed_at, state, certificate FROM packages WHERE program = ?1 AND state = 'active'",
                 [program],
                 package_row,
@@ -102,7 +103,7 @@ pub trait CustodianReads {
     fn approval(&self, package: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .db()
-            .query_row(
+            .row(
                 "SELECT approval FROM approvals WHERE package = ?1",
                 [package.as_bytes().as_slice()],
                 |r| r.get(0),
@@ -114,7 +115,7 @@ pub trait CustodianReads {
     fn batch_records(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut stmt = self
             .db()
-            .prepare("SELECT record FROM batches ORDER BY kind, start")?;
+            .prepare_cached("SELECT record FROM batches ORDER BY kind, start")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -123,7 +124,7 @@ pub trait CustodianReads {
     fn taken(&self) -> Result<Vec<(usize, u64, u64)>, StoreError> {
         let mut stmt = self
             .db()
-            .prepare("SELECT kind, start, end FROM taken ORDER BY kind, start")?;
+            .prepare_cached("SELECT kind, start, end FROM taken ORDER BY kind, start")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as usize,
@@ -160,7 +161,7 @@ pub trait CustodianWrites {
         sealed_bundle: &[u8],
         proposed_at: u64,
     ) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let n = self.conn().exec(
             "INSERT OR IGNORE INTO packages (id, program, version, package, bundle, proposed_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'proposed')",
             params![id.as_bytes().as_slice(), program, version as i64, package, sealed_bundle, proposed_at as i64],
         )?;
@@ -169,7 +170,7 @@ pub trait CustodianWrites {
 
     /// Stores this custodian's approval.
     fn put_approval(&mut self, package: &Digest, approval: &[u8]) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.conn().exec(
             "INSERT OR REPLACE INTO approvals (package, approval) VALUES (?1, ?2)",
             params![package.as_bytes().as_slice(), approval],
         )?;
@@ -183,11 +184,11 @@ pub trait CustodianWrites {
         program: &str,
         certificate: &[u8],
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.conn().exec(
             "UPDATE packages SET state = 'superseded' WHERE program = ?1 AND state = 'active'",
             [program],
         )?;
-        self.conn().execute(
+        self.conn().exec(
             "UPDATE packages SET state = 'active', certificate = ?2 WHERE id = ?1",
             params![id.as_bytes().as_slice(), certificate],
         )?;
@@ -197,7 +198,7 @@ pub trait CustodianWrites {
     /// Records that this custodian sent shares for a batch id (never again for that id:
     /// reusing a batch's PRSS context with another spec would leak its values).
     fn start_batch(&mut self, id: &Digest) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let n = self.conn().exec(
             "INSERT OR IGNORE INTO started_batches (id) VALUES (?1)",
             [id.as_bytes().as_slice()],
         )?;
@@ -212,7 +213,7 @@ pub trait CustodianWrites {
         id: &Digest,
         record: &[u8],
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.conn().exec(
             "INSERT INTO batches (kind, start, id, record) VALUES (?1, ?2, ?3, ?4)",
             params![kind as i64, start as i64, id.as_bytes().as_slice(), record],
         )?;
@@ -237,7 +238,7 @@ pub trait CustodianWrites {
     ) -> Result<Option<Digest>, StoreError> {
         let h: Option<Vec<u8>> = self
             .conn()
-            .query_row(
+            .row(
                 "SELECT hash FROM tickets WHERE program = ?1 AND identity = ?2 AND sequence = ?3",
                 params![program, identity, sequence as i64],
                 |r| r.get(0),
@@ -248,7 +249,7 @@ pub trait CustodianWrites {
 
     /// Attempts of a request recorded in any chain.
     fn attempts(&self, request: &Digest) -> Result<u64, StoreError> {
-        Ok(self.conn().query_row(
+        Ok(self.conn().row(
             "SELECT COUNT(*) FROM tickets WHERE request = ?1",
             [request.as_bytes().as_slice()],
             |r| r.get::<_, i64>(0),
@@ -274,18 +275,18 @@ pub trait CustodianWrites {
         window: u64,
         served: bool,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.conn().exec(
             "INSERT INTO tickets (program, identity, sequence, hash, request, attempt, cost, window, served) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![program, identity, sequence as i64, hash.as_bytes().as_slice(), request.as_bytes().as_slice(), attempt as i64, cost as i64, window as i64, served as i64],
         )?;
-        Ok(())
+        qvm_node::store::tickets::charge(self.conn(), program, identity, window, cost)
     }
 
     /// A rate bucket: (tokens, updated_ms).
     fn bucket(&self, program: &str, identity: &str) -> Result<Option<(f64, u64)>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
+            .row(
                 "SELECT tokens, updated_ms FROM buckets WHERE program = ?1 AND identity = ?2",
                 params![program, identity],
                 |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)? as u64)),
@@ -301,7 +302,7 @@ pub trait CustodianWrites {
         tokens: f64,
         updated_ms: u64,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.conn().exec(
             "INSERT INTO buckets (program, identity, tokens, updated_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(program, identity) DO UPDATE SET tokens = ?3, updated_ms = ?4",
             params![program, identity, tokens, updated_ms as i64],
         )?;
@@ -310,20 +311,24 @@ pub trait CustodianWrites {
 
     /// Records a range of pool slot `kind` as handed out, unless it overlaps one handed
     /// out before (then returns false and records nothing).
+    ///
+    /// Recorded ranges never overlap, so only the one starting last before `end` can
+    /// overlap `start..end`: every earlier one ends before that one starts. One index
+    /// probe, however long the history.
     fn take_range(&mut self, kind: usize, start: u64, end: u64) -> Result<bool, StoreError> {
         let overlaps = self
             .conn()
-            .query_row(
-                "SELECT 1 FROM taken WHERE kind = ?1 AND start < ?3 AND end > ?2 LIMIT 1",
-                params![kind as i64, start as i64, end as i64],
-                |_| Ok(()),
+            .row(
+                "SELECT end FROM taken WHERE kind = ?1 AND start < ?2 ORDER BY start DESC LIMIT 1",
+                params![kind as i64, end as i64],
+                |r| r.get::<_, i64>(0),
             )
             .optional()?
-            .is_some();
+            .is_some_and(|e| e as u64 > start);
         if overlaps {
             return Ok(false);
         }
-        self.conn().execute(
+        self.conn().exec(
             "INSERT INTO taken (kind, start, end) VALUES (?1, ?2, ?3)",
             params![kind as i64, start as i64, end as i64],
         )?;
@@ -339,7 +344,7 @@ pub trait CustodianWrites {
     ) -> Result<Option<bool>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
+            .row(
                 "SELECT served FROM tickets WHERE program = ?1 AND identity = ?2 AND sequence = ?3",
                 params![program, identity, sequence as i64],
                 |r| r.get::<_, i64>(0),
@@ -355,7 +360,7 @@ pub trait CustodianWrites {
         identity: &str,
         sequence: u64,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        self.conn().exec(
             "UPDATE tickets SET served = 1 WHERE program = ?1 AND identity = ?2 AND sequence = ?3",
             params![program, identity, sequence as i64],
         )?;

@@ -21,6 +21,7 @@ pub struct ShareMsg {
     /// The sender.
     pub from: PartyIndex,
     /// Its shares, one per value to open.
+    #[serde(with = "qvm_core::field::fp_vec")]
     pub shares: Vec<Fp>,
 }
 
@@ -32,6 +33,7 @@ pub struct OpenedMsg {
     /// The round these values answer.
     pub round: u32,
     /// The opened values, in the order of the shares.
+    #[serde(with = "qvm_core::field::fp_vec")]
     pub values: Vec<Fp>,
 }
 
@@ -43,6 +45,7 @@ pub struct OutputMsg {
     /// The sender.
     pub from: PartyIndex,
     /// Masked shares, one per output element.
+    #[serde(with = "qvm_core::field::fp_vec")]
     pub masked: Vec<Fp>,
 }
 

@@ -55,6 +55,7 @@ pub struct BatchRecord {
     /// The batch.
     pub spec: BatchSpec,
     /// D = ab − r per triple, or the root u per bit (0 marks a dropped bit).
+    #[serde(with = "qvm_core::field::fp_vec")]
     pub public: Vec<Fp>,
 }
 

@@ -54,12 +54,46 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Statements through SQLite's prepared-statement cache. Parsing and planning a statement
+/// cost more than running it here (a profile of the evaluation path had SQLite's parser
+/// ahead of the signature checks), and the daemons run the same few statements for every
+/// evaluation.
+pub trait Cached {
+    /// `Connection::execute` with a cached statement.
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// `Connection::query_row` with a cached statement.
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// Statements kept prepared per connection (both daemons use fewer than this).
+const STATEMENT_CACHE: usize = 64;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     sequence INTEGER PRIMARY KEY, previous BLOB NOT NULL, time_ms INTEGER NOT NULL,
     event BLOB NOT NULL, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (sequence INTEGER PRIMARY KEY, checkpoint BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS spending (
+    program TEXT NOT NULL, identity TEXT NOT NULL, window INTEGER NOT NULL, cost INTEGER NOT NULL,
+    PRIMARY KEY (program, identity, window));
 ";
 
 /// The database, with the node's name and signing key for audit checkpoints.
@@ -92,6 +126,14 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // The query planner stability guarantee: without it (and with the bundled SQLite's
+        // STAT4) a cached statement is parsed and planned again whenever a bound value
+        // changes, which undoes the cache. Our statements are key lookups; one plan fits.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -132,7 +174,7 @@ impl Store {
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
 
@@ -152,7 +194,7 @@ impl Store {
             .conn
             // The sequence is the primary key and dense from 0: its maximum is an index
             // lookup, where COUNT(*) would scan the whole log on every health check.
-            .query_row(
+            .row(
                 "SELECT COALESCE(MAX(sequence) + 1, 0) FROM audit",
                 [],
                 |r| r.get::<_, i64>(0),
@@ -170,8 +212,8 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
 
 /// Reads an audit log and its checkpoints from any node's database.
 pub fn read_audit(conn: &Connection) -> Result<(Vec<Entry>, Vec<SignedCheckpoint>), StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT event, sequence, previous, time_ms FROM audit ORDER BY sequence")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT event, sequence, previous, time_ms FROM audit ORDER BY sequence")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, Vec<u8>>(0)?,
@@ -193,7 +235,7 @@ pub fn read_audit(conn: &Connection) -> Result<(Vec<Entry>, Vec<SignedCheckpoint
             event: dec(&event)?,
         });
     }
-    let mut stmt = conn.prepare("SELECT checkpoint FROM checkpoints ORDER BY sequence")?;
+    let mut stmt = conn.prepare_cached("SELECT checkpoint FROM checkpoints ORDER BY sequence")?;
     let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
     let mut checkpoints = Vec::new();
     for row in rows {
@@ -220,7 +262,7 @@ impl Tx<'_> {
     pub fn audit(&mut self, event: Event) -> Result<(), StoreError> {
         let last: Option<(i64, Vec<u8>)> = self
             .tx
-            .query_row(
+            .row(
                 "SELECT sequence, hash FROM audit ORDER BY sequence DESC LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -239,7 +281,7 @@ impl Tx<'_> {
         let hash = entry
             .hash()
             .map_err(|e| StoreError::Encoding(e.to_string()))?;
-        self.tx.execute(
+        self.tx.exec(
             "INSERT INTO audit (sequence, previous, time_ms, event, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 sequence as i64,
@@ -258,7 +300,7 @@ impl Tx<'_> {
             }
             .sign(self.signing)
             .map_err(|e| StoreError::Encoding(e.to_string()))?;
-            self.tx.execute(
+            self.tx.exec(
                 "INSERT INTO checkpoints (sequence, checkpoint) VALUES (?1, ?2)",
                 params![sequence as i64, enc(&cp)?],
             )?;
@@ -268,7 +310,7 @@ impl Tx<'_> {
 
     /// Sets a metadata value.
     pub fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.tx.execute(
+        self.tx.exec(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
             params![key, value],
         )?;
@@ -277,12 +319,29 @@ impl Tx<'_> {
 }
 
 /// Both daemons keep every ticket in a `tickets` table with at least the columns
-/// `program, identity, sequence, hash, cost, window`; these read it.
+/// `program, identity, sequence, hash, cost, window`, and the sum of its costs per budget
+/// window in `spending` (a running total: summing the tickets would scan an identity's
+/// whole history on every evaluation); these read and count them.
 pub mod tickets {
     use qvm_core::encoding::Digest;
     use rusqlite::{Connection, OptionalExtension, params};
 
-    use super::{StoreError, digest};
+    use super::{Cached, StoreError, digest};
+
+    /// Adds a ticket's cost to its budget window; called with every ticket insert.
+    pub fn charge(
+        conn: &Connection,
+        program: &str,
+        identity: &str,
+        window: u64,
+        cost: u64,
+    ) -> Result<(), StoreError> {
+        conn.exec(
+            "INSERT INTO spending (program, identity, window, cost) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(program, identity, window) DO UPDATE SET cost = cost + ?4",
+            params![program, identity, window as i64, cost as i64],
+        )?;
+        Ok(())
+    }
 
     /// The head of an identity's chain: (sequence, hash).
     pub fn chain_head(
@@ -291,7 +350,7 @@ pub mod tickets {
         identity: &str,
     ) -> Result<Option<(u64, Digest)>, StoreError> {
         let row: Option<(i64, Vec<u8>)> = conn
-            .query_row(
+            .row(
                 "SELECT sequence, hash FROM tickets WHERE program = ?1 AND identity = ?2 ORDER BY sequence DESC LIMIT 1",
                 params![program, identity],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -307,10 +366,13 @@ pub mod tickets {
         identity: &str,
         window: u64,
     ) -> Result<u64, StoreError> {
-        Ok(conn.query_row(
-            "SELECT COALESCE(SUM(cost), 0) FROM tickets WHERE program = ?1 AND identity = ?2 AND window = ?3",
-            params![program, identity, window as i64],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
+        Ok(conn
+            .row(
+                "SELECT cost FROM spending WHERE program = ?1 AND identity = ?2 AND window = ?3",
+                params![program, identity, window as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0) as u64)
     }
 }
