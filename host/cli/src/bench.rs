@@ -12,7 +12,8 @@ use qvm_api::request::{Input, InputField, InputValue, Real};
 use qvm_coordinator::api::ProgramStatus;
 use qvm_package::keys::KeySet;
 use qvm_package::policy::{Degrade, Identity, Policy};
-use rand_core::{OsRng, RngCore};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{OsRng, RngCore, SeedableRng};
 
 use crate::client::{Client, sign};
 use crate::cluster::{self, ClusterFile};
@@ -94,8 +95,10 @@ async fn ensure_deployed(args: &Args, client: &Client) -> anyhow::Result<Program
     Ok(client.program(&ir.name).await?)
 }
 
-/// Random inputs within the declared bounds.
-fn random_input(p: &ProgramStatus) -> Input {
+/// Random inputs within the declared bounds, from a seeded generator: drawing each of a
+/// batch's thousands of values from the OS (one system call each) took a tenth of the
+/// machine the cluster under test runs on.
+fn random_input(p: &ProgramStatus, rng: &mut ChaCha8Rng) -> Input {
     p.schema
         .inputs
         .iter()
@@ -103,18 +106,20 @@ fn random_input(p: &ProgramStatus) -> Input {
             let (lo, hi) = d.bounds.unwrap_or((0, 0));
             let unit = (1u128 << d.scale) as f64;
             let (lo, hi) = (lo as f64 / unit, hi as f64 / unit);
-            let draw = || lo + (hi - lo) * (OsRng.next_u32() as f64 / u32::MAX as f64) * 0.9;
+            let draw = |rng: &mut ChaCha8Rng| {
+                lo + (hi - lo) * (rng.next_u32() as f64 / u32::MAX as f64) * 0.9
+            };
             let value = match (d.ty.as_str(), d.vector) {
-                ("bool", false) => InputValue::Boolean(OsRng.next_u32() & 1 == 1),
+                ("bool", false) => InputValue::Boolean(rng.next_u32() & 1 == 1),
                 ("bool", true) => {
-                    InputValue::Booleans((0..d.len).map(|_| OsRng.next_u32() & 1 == 1).collect())
+                    InputValue::Booleans((0..d.len).map(|_| rng.next_u32() & 1 == 1).collect())
                 }
-                ("int", false) => InputValue::Int(draw().round() as i64),
+                ("int", false) => InputValue::Int(draw(rng).round() as i64),
                 ("int", true) => {
-                    InputValue::Ints((0..d.len).map(|_| draw().round() as i64).collect())
+                    InputValue::Ints((0..d.len).map(|_| draw(rng).round() as i64).collect())
                 }
-                (_, false) => InputValue::Real(Real(draw())),
-                (_, true) => InputValue::Reals((0..d.len).map(|_| Real(draw())).collect()),
+                (_, false) => InputValue::Real(Real(draw(rng))),
+                (_, true) => InputValue::Reals((0..d.len).map(|_| Real(draw(rng))).collect()),
             };
             InputField {
                 name: d.name.clone(),
@@ -147,11 +152,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         let (client, program, key) = (client.clone(), Arc::clone(&program), Arc::clone(&key));
         let batch = args.batch;
         tasks.push(tokio::spawn(async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(OsRng.next_u64());
             let mut samples = Vec::new();
             let mut errors = Vec::new();
             let mut rounds = 0;
             while t0.elapsed() < warmup + measure {
-                let inputs = (0..batch).map(|_| random_input(&program)).collect();
+                let inputs = (0..batch).map(|_| random_input(&program, &mut rng)).collect();
                 let req = sign(&key.signing, &program, BENCH_IDENTITY, inputs)?;
                 let t = Instant::now();
                 let r = client.eval(&req).await;

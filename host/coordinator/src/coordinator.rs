@@ -380,20 +380,20 @@ impl Coordinator {
                 tokio::time::sleep(TICK).await;
             }
         });
-        // One offline loop per pool: while one batch waits on the network or the disk,
-        // the other computes.
-        for kind in [PoolKind::Triples, PoolKind::Bits] {
-            let c = Arc::clone(self);
-            tokio::spawn(async move {
-                loop {
+        // One offline loop for both pools: two (one per pool) competed with each other and
+        // with the online phase for the same cores and served fewer evaluations.
+        let c = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                for kind in [PoolKind::Triples, PoolKind::Bits] {
                     if let Err(e) = c.refill(kind).await {
                         tracing::warn!(error = %e, pool = %kind, "offline phase");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
-                    tokio::time::sleep(TICK).await;
                 }
-            });
-        }
+                tokio::time::sleep(TICK).await;
+            }
+        });
         let c = Arc::clone(self);
         tokio::spawn(async move {
             loop {
