@@ -10,6 +10,9 @@
 //! round_timeout_ms = 2000         # a custodian silent this long is failed over
 //! ticket_ttl_secs = 30
 //!
+//! [store]                         # optional
+//! max_bytes = 10_000_000_000      # refuse new work (`storage`) past this database size
+//!
 //! [offline]                       # optional: pool levels kept by the offline phase
 //! low_water = 20000               # refill below this many items
 //! batch = 8192                    # items per batch
@@ -76,6 +79,9 @@ pub struct Config {
     /// The offline phase.
     #[serde(default)]
     pub offline: OfflineConfig,
+    /// Database limits.
+    #[serde(default)]
+    pub store: qvm_node::config::StoreConfig,
 }
 
 pub use qvm_node::config::ConfigError;

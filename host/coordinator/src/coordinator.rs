@@ -207,6 +207,10 @@ impl Coordinator {
         db.audit(Event::Started {
             node: "coordinator".into(),
         })?;
+        if let Some(max) = config.store.max_bytes {
+            let cap = db.set_quota(max)?;
+            tracing::info!(bytes = cap, "database quota");
+        }
         let ledger = match db.meta(LEDGER)? {
             Some(b) => dec(&b)?,
             None => PoolLedger::new(),
@@ -270,16 +274,32 @@ impl Coordinator {
             .push((std::time::Instant::now(), event));
     }
 
-    /// Appends the queued entries inside a transaction that commits anyway.
-    pub(crate) fn drain_deferred(
+    /// Appends the queued entries inside a transaction that commits anyway; returns how
+    /// many, to [`Coordinator::forget_deferred`] once it has committed (a transaction that
+    /// fails, on a full disk say, leaves them queued). Callers hold the store, so no other
+    /// writer takes the same entries.
+    pub(crate) fn write_deferred(
         &self,
         tx: &mut qvm_node::store::Tx<'_>,
-    ) -> Result<(), StoreError> {
-        let events = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
-        for (_, e) in events {
-            tx.audit(e)?;
+    ) -> Result<usize, StoreError> {
+        let events: Vec<Event> = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect();
+        for e in &events {
+            tx.audit(e.clone())?;
         }
-        Ok(())
+        Ok(events.len())
+    }
+
+    /// Drops the first `n` queued entries, committed by [`Coordinator::write_deferred`].
+    pub(crate) fn forget_deferred(&self, n: usize) {
+        let mut queue = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        let n = n.min(queue.len());
+        queue.drain(..n);
     }
 
     /// Writes the queued entries if the oldest has waited `after` (background flush; zero
@@ -294,7 +314,10 @@ impl Coordinator {
         if !due {
             return Ok(());
         }
-        self.store().write(|tx| self.drain_deferred(tx))
+        let mut store = self.store();
+        let n = store.write(|tx| self.write_deferred(tx))?;
+        self.forget_deferred(n);
+        Ok(())
     }
 
     /// The pool ledger.

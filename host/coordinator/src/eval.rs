@@ -380,8 +380,8 @@ impl Coordinator {
         let cost = if attempt == 0 { checked.cost } else { 0 };
         let window = now / checked.identity.period_secs.max(1);
         let (tbytes, lbytes) = (enc(&ticket)?, enc(&next)?);
-        self.store().write(|tx| {
-            self.drain_deferred(tx)?;
+        let deferred = self.store().write(|tx| {
+            let deferred = self.write_deferred(tx)?;
             store::insert_ticket(
                 tx,
                 &r.program,
@@ -402,8 +402,10 @@ impl Coordinator {
                 members,
                 items: items as u32,
                 cost,
-            })
+            })?;
+            Ok::<_, Refusal>(deferred)
         })?;
+        self.forget_deferred(deferred);
         *ledger = next;
         // What the check saw, plus this request (a second query per evaluation would only
         // add requests that raced it).

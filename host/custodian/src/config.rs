@@ -7,6 +7,9 @@
 //! committee = "committee.json"    # from `qvm committee init`
 //! data = "data/custodian-1"       # the database and the component cache
 //!
+//! [store]                         # optional
+//! max_bytes = 10_000_000_000      # refuse new work (`storage`) past this database size
+//!
 //! [limits]                        # optional: per component instance
 //! fuel = 1000000000
 //! deadline_ms = 30000
@@ -62,6 +65,9 @@ pub struct Config {
     /// Instance limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Database limits.
+    #[serde(default)]
+    pub store: qvm_node::config::StoreConfig,
 }
 
 pub use qvm_node::config::ConfigError;

@@ -246,6 +246,10 @@ impl Node {
         if daemon {
             store.audit(Event::Started { node: name.clone() })?;
         }
+        if let Some(max) = config.store.max_bytes {
+            let cap = store.set_quota(max)?;
+            tracing::info!(node = %name, bytes = cap, "database quota");
+        }
         let limits = Limits {
             fuel: config.limits.fuel,
             deadline: Duration::from_millis(config.limits.deadline_ms),

@@ -5,6 +5,16 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+/// `[store]`: limits on the node's database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The most the database may hold, bytes (unset: what the disk holds). At the quota a
+    /// node refuses new work with `storage`, exactly as on a full disk, and keeps serving
+    /// what needs no new record (health, status, reads).
+    pub max_bytes: Option<u64>,
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {detail}")]

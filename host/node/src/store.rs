@@ -146,6 +146,26 @@ impl Store {
         })
     }
 
+    /// Caps the database at `max_bytes` (rounded down to whole pages, never below what it
+    /// holds already): a write past it fails with SQLite's "database or disk is full",
+    /// the same error, and the same refusal, as a full disk. Returns the cap in bytes.
+    pub fn set_quota(&self, max_bytes: u64) -> Result<u64, StoreError> {
+        let page: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let page = page.max(512) as u64;
+        let pages: i64 = self
+            .conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))?;
+        let limit = (max_bytes / page).max(pages as u64);
+        let set: i64 =
+            self.conn
+                .query_row(&format!("PRAGMA max_page_count = {limit}"), [], |r| {
+                    r.get(0)
+                })?;
+        Ok(set as u64 * page)
+    }
+
     /// Runs `f` in an immediate (write-locked) transaction; commits if it returns `Ok`.
     pub fn write<T, E: From<StoreError>>(
         &mut self,
