@@ -579,7 +579,9 @@ impl Coordinator {
                         .map_err(|e| (*p, e))
                 }
             });
+            let t_round = Instant::now();
             events = gather(futures::future::join_all(calls).await)?;
+            tracing::debug!(round_us = t_round.elapsed().as_micros() as u64, "round");
         }
     }
 

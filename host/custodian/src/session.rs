@@ -143,6 +143,7 @@ fn blocking_here<T>(f: impl FnOnce() -> T) -> T {
 
 /// Takes the king's openings for a round and returns the next event.
 pub async fn round(node: Arc<Node>, input: RoundInput) -> Result<SessionEvent, Refusal> {
+    let t0 = std::time::Instant::now();
     let session = input.session;
     let handle = node
         .sessions
@@ -153,7 +154,9 @@ pub async fn round(node: Arc<Node>, input: RoundInput) -> Result<SessionEvent, R
         .send(input)
         .await
         .map_err(|_| Refusal::new(RefusalKind::SessionFailed, "the session ended"))?;
-    next_event(&node, session, &handle).await
+    let event = next_event(&node, session, &handle).await;
+    tracing::debug!(round_us = t0.elapsed().as_micros() as u64, "round");
+    event
 }
 
 async fn next_event(
