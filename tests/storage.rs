@@ -45,6 +45,14 @@ fn wait_all_healthy(c: &Live, n: u8) {
     }
 }
 
+/// Whether the coordinator reports custodian `index` unable to write.
+fn unwritable(c: &Live, index: u8) -> bool {
+    c.status()
+        .custodians
+        .iter()
+        .any(|s| s.index == index && !s.writable)
+}
+
 fn log_of(c: &Live, name: &str) -> String {
     std::fs::read_to_string(c.dir.path().join("logs").join(format!("{name}.log")))
         .unwrap_or_default()
@@ -70,22 +78,30 @@ fn deploy_linear(c: &Live) -> qvm_coordinator::api::ProgramStatus {
 fn a_custodian_with_a_full_disk_is_failed_over_and_loses_nothing() {
     let c = Live::up(2, 3);
     let p = deploy_linear(&c);
-    // The custodian serving `analyst` (its set is fixed while healthy).
-    let first = c
-        .eval(&p, "analyst", vec![linear(0.0)])
-        .expect("served")
-        .receipt
-        .receipt
-        .members;
-    let victim = first.iter().next().expect("a member");
+    // A custodian serving `analyst`: its set is fixed while all are healthy (two
+    // evaluations agree on it).
+    wait_all_healthy(&c, 3);
+    let members = |x: f64| {
+        c.eval(&p, "analyst", vec![linear(x)])
+            .unwrap_or_else(|e| panic!("{e}{}", c.logs()))
+            .receipt
+            .receipt
+            .members
+    };
+    let (first, second) = (members(0.0), members(0.1));
+    let victim = first
+        .iter()
+        .find(|m| second.contains(*m))
+        .expect("two sets of 2 of 3 meet");
     let (v, name) = (victim.get(), format!("custodian-{victim}"));
     restart_with_quota(&c, &name, true);
     wait_all_healthy(&c, 3);
-    // Every evaluation is answered, by another set once the victim refuses.
-    let mut served_by_victim = 1;
+    // Every evaluation is answered — by another set once the victim has failed to write
+    // (a session or an offline batch record) and reports itself unable to.
+    let mut served_by_victim = usize::from(first.contains(victim)) + 1;
     let t0 = Instant::now();
     let mut n = 0;
-    while !log_of(&c, &name).contains("cannot record durably") {
+    while !unwritable(&c, v) {
         assert!(
             t0.elapsed() < Duration::from_secs(60),
             "the custodian never ran out of space{}",
@@ -97,16 +113,18 @@ fn a_custodian_with_a_full_disk_is_failed_over_and_loses_nothing() {
         served_by_victim += usize::from(r.receipt.receipt.members.contains(victim));
         n += 1;
     }
+    let log = log_of(&c, &name);
+    assert!(log.contains("cannot record durably"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    // The coordinator stops trying it: no session includes it, none is retried.
+    let retries = c.metric("qvm_coordinator_retries_total");
     for i in 0..10 {
         let r = c
             .eval(&p, "analyst", vec![linear(i as f64)])
             .unwrap_or_else(|e| panic!("after the disk filled, {i}: {e}{}", c.logs()));
-        served_by_victim += usize::from(r.receipt.receipt.members.contains(victim));
+        assert!(!r.receipt.receipt.members.contains(victim));
     }
-    assert!(c.metric("qvm_coordinator_retries_total") >= 1.0);
-    let log = log_of(&c, &name);
-    assert!(log.contains("storage"), "{log}");
-    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(c.metric("qvm_coordinator_retries_total"), retries);
     // Nothing lost: every log verifies and cross-checks, and the victim holds a served
     // ticket for every evaluation it was part of.
     let lines = qvm::audit::verify_cluster(c.dir.path()).expect("audit logs verify");

@@ -302,6 +302,13 @@ impl Live {
         out
     }
 
+    /// The coordinator's status.
+    pub fn status(&self) -> qvm_coordinator::api::Status {
+        self.rt
+            .block_on(self.client.status())
+            .unwrap_or_else(|e| panic!("status: {e}{}", self.logs()))
+    }
+
     /// Waits until the coordinator sees custodian `index` as healthy (or not).
     pub fn wait_health(&self, index: u8, healthy: bool, limit: std::time::Duration) -> bool {
         let t0 = std::time::Instant::now();

@@ -283,6 +283,10 @@ pub struct Health {
     pub active: Vec<Digest>,
     /// Audit entries so far.
     pub audit_entries: u64,
+    /// Whether it can record new work: false once a write failed for lack of space (a
+    /// full disk or its quota), until a probe write succeeds. The coordinator leaves a
+    /// custodian that cannot write out of sessions and offline batches.
+    pub writable: bool,
 }
 
 /// The pool index of a kind in [`Health`] arrays.

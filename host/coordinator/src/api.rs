@@ -121,6 +121,8 @@ pub struct CustodianStatus {
     pub keyring: bool,
     /// Pool ends: triples, bits.
     pub pool_end: [u64; 2],
+    /// Whether it can record new work (false: its disk or quota is full).
+    pub writable: bool,
 }
 
 /// The cluster's state.
@@ -257,6 +259,7 @@ async fn status(State(c): State<Arc<Coordinator>>) -> (StatusCode, Json<Status>)
                 healthy: s.healthy,
                 keyring: s.report.as_ref().is_some_and(|r| r.keyring),
                 pool_end: s.report.as_ref().map_or([0, 0], |r| r.pool_end),
+                writable: s.report.as_ref().is_some_and(|r| r.writable),
             }
         })
         .collect();

@@ -645,7 +645,7 @@ impl Coordinator {
             let ready: Vec<&CustodianLink> = self
                 .healthy()
                 .into_iter()
-                .filter(|(_, h)| h.keyring && h.pool_end[pool_slot(kind)] == start)
+                .filter(|(_, h)| h.keyring && h.writable && h.pool_end[pool_slot(kind)] == start)
                 .map(|(c, _)| c)
                 .take(self.mpc.offline_quorum())
                 .collect();

@@ -297,7 +297,7 @@ impl Coordinator {
         let mut candidates: Vec<(bool, PartyIndex)> = self
             .healthy()
             .into_iter()
-            .filter(|(c, h)| h.keyring && !excluded.contains(c.index))
+            .filter(|(c, h)| h.keyring && h.writable && !excluded.contains(c.index))
             .map(|(c, h)| (!h.active.contains(&checked.program.id), c.index))
             .collect();
         let rank = |p: PartyIndex| {

@@ -53,6 +53,7 @@ pub fn admit(node: &Node, start: &StartSession) -> Result<Admitted, Refusal> {
             }
         }
         node.metrics.refused(r.kind);
+        node.note(r);
         tracing::info!(node = %node.name, kind = r.kind.as_str(), reason = %r.message, "refused");
     }
     result

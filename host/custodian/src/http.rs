@@ -57,9 +57,15 @@ async fn blocking<T: Send + 'static>(
     node: Arc<Node>,
     f: impl FnOnce(&Node) -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, Refusal> {
-    tokio::task::spawn_blocking(move || f(&node))
-        .await
-        .map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))?
+    tokio::task::spawn_blocking(move || {
+        let r = f(&node);
+        if let Err(e) = &r {
+            node.note(e);
+        }
+        r
+    })
+    .await
+    .map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))?
 }
 
 async fn control(State(node): State<Arc<Node>>, Bcs(msg): Bcs<SignedControl>) -> Response {

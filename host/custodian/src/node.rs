@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::session::{ItemLink, Sessions};
 use crate::store::{CustodianReads, CustodianWrites, PackageRow, Store, StoreError, dec, enc};
+use qvm_node::store::Cached;
 
 /// The runtime type of a custodian's program instances.
 pub type CustodianRuntime = Runtime<MpcBackend<ItemLink>>;
@@ -149,6 +150,8 @@ pub struct Node {
     pub runtime: Arc<CustodianRuntime>,
     /// Counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Cleared when a write fails for lack of space; see [`Health::writable`].
+    writable: std::sync::atomic::AtomicBool,
 }
 
 impl core::fmt::Debug for Node {
@@ -162,6 +165,9 @@ impl core::fmt::Debug for Node {
 const KEYRING: &str = "prss/keyring";
 const DEALT: &str = "prss/dealt";
 const DEALT_EPOCH: &str = "prss/dealt-epoch";
+/// The key and size of the write that checks for space after a write failed for lack of it.
+const PROBE: &str = "storage/probe";
+const PROBE_BYTES: usize = 64 * 1024;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Dealt {
@@ -280,6 +286,7 @@ impl Node {
             sessions: Sessions::default(),
             runtime: Arc::new(runtime),
             metrics: crate::metrics::Metrics::default(),
+            writable: std::sync::atomic::AtomicBool::new(true),
         };
         node.recover()?;
         Ok(Arc::new(node))
@@ -381,6 +388,41 @@ impl Node {
         f(&mut self.pool())
     }
 
+    /// Notes a refusal: one for lack of storage marks this custodian as unable to write.
+    pub fn note(&self, r: &Refusal) {
+        if r.kind == RefusalKind::Storage
+            && self
+                .writable
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::warn!(node = %self.name, reason = %r.message, "reporting itself unable to write");
+        }
+    }
+
+    /// Whether it can write, probing the database again if a write failed before.
+    fn writable(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.writable.load(Ordering::SeqCst) {
+            return true;
+        }
+        // Room for new work, not for one more small row: a probe that must allocate
+        // PROBE_BYTES of fresh pages (freed again in the same transaction, so the pages it
+        // leaves on the free list are headroom for the next admissions).
+        let ok = self
+            .store()
+            .write(|tx| {
+                tx.put_meta(PROBE, &[0u8; PROBE_BYTES])?;
+                tx.conn().exec("DELETE FROM meta WHERE key = ?1", [PROBE])?;
+                Ok::<_, StoreError>(())
+            })
+            .is_ok();
+        if ok {
+            self.writable.store(true, Ordering::SeqCst);
+            tracing::info!(node = %self.name, "the database takes writes again");
+        }
+        ok
+    }
+
     /// The health report.
     pub fn health(&self) -> Result<Health, Refusal> {
         // Lock order: pool before store, everywhere; here one at a time.
@@ -408,6 +450,7 @@ impl Node {
             ],
             active,
             audit_entries,
+            writable: self.writable(),
         })
     }
 
