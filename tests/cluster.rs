@@ -84,17 +84,11 @@ fn regions(pid: u32) -> impl Iterator<Item = Vec<u8>> {
 #[test]
 fn the_coordinator_holds_no_share_and_no_key() {
     let c = support::Live::up(2, 3);
-    let key = c.client_key();
-    c.deploy(
+    c.deploy_for(
         "credit-score",
-        support::policy(vec![support::identity(
-            &key,
-            "analyst",
-            1_000_000,
-            6_000,
-            1_000,
-            &["band", "approve"],
-        )]),
+        "analyst",
+        (1_000_000, 6_000, 1_000),
+        &["band", "approve"],
     );
     let p = c.program("credit_score");
     for i in 0..4 {
@@ -171,17 +165,11 @@ fn the_coordinator_holds_no_share_and_no_key() {
 #[test]
 fn a_batch_runs_in_the_rounds_of_one_evaluation() {
     let c = support::Live::up(2, 3);
-    let key = c.client_key();
-    c.deploy(
+    c.deploy_for(
         "credit-score",
-        support::policy(vec![support::identity(
-            &key,
-            "analyst",
-            1_000_000,
-            6_000,
-            1_000,
-            &["band", "approve"],
-        )]),
+        "analyst",
+        (1_000_000, 6_000, 1_000),
+        &["band", "approve"],
     );
     let p = c.program("credit_score");
     let single = c
@@ -297,16 +285,11 @@ fn the_client_api_matches_its_openapi_description() {
     let c = support::Live::up(2, 3);
     let key = c.client_key();
     let deploy = || {
-        c.deploy(
+        c.deploy_for(
             "linear-score",
-            support::policy(vec![support::identity(
-                &key,
-                "analyst",
-                1_000_000,
-                6_000,
-                1_000,
-                &["score"],
-            )]),
+            "analyst",
+            (1_000_000, 6_000, 1_000),
+            &["score"],
         )
     };
     let id = deploy();

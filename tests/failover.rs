@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use qvm_api::wire::RefusalKind;
-use support::{Live, credit, identity, linear, policy, refused};
+use support::{GENEROUS, Live, credit, linear, refused};
 
 /// A load running on its own thread, and how many of its evaluations have finished.
 struct Load {
@@ -68,19 +68,13 @@ fn load(c: &Live, n: usize) -> Load {
 }
 
 fn deploy_both(c: &Live) {
-    let key = c.client_key();
-    let p = |outputs: &[&str]| {
-        policy(vec![identity(
-            &key,
-            "analyst",
-            100_000_000,
-            60_000,
-            10_000,
-            outputs,
-        )])
-    };
-    c.deploy("linear-score", p(&["score"]));
-    c.deploy("credit-score", p(&["score", "band", "approve"]));
+    c.deploy_for("linear-score", "analyst", GENEROUS, &["score"]);
+    c.deploy_for(
+        "credit-score",
+        "analyst",
+        GENEROUS,
+        &["score", "band", "approve"],
+    );
 }
 
 /// A custodian serving both programs for `analyst` (any two sets of K out of fewer than 2K

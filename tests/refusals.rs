@@ -173,18 +173,13 @@ fn kind(r: Result<SessionEvent, CallError>) -> RefusalKind {
 #[test]
 fn custodians_refuse_what_a_malicious_coordinator_sends() {
     let c = Live::up(2, 3);
-    let key = c.client_key();
-    c.deploy(
+    c.deploy_for(
         "linear-score",
-        policy(vec![identity(
-            &key,
-            "auditor",
-            1_000_000,
-            6_000,
-            1_000,
-            &["score"],
-        )]),
+        "auditor",
+        (1_000_000, 6_000, 1_000),
+        &["score"],
     );
+    let key = c.client_key();
     let p = c.program("linear_score");
     let coordinator = c.keys("coordinator");
     let ticket = |request: &qvm_api::request::SignedRequest,

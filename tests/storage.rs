@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use qvm_api::wire::RefusalKind;
-use support::{Live, identity, linear, policy};
+use support::{GENEROUS, Live, linear};
 
 /// Restarts a daemon with its database capped at its current size (`Some`) or uncapped.
 fn restart_with_quota(c: &Live, name: &str, full: bool) {
@@ -59,18 +59,7 @@ fn log_of(c: &Live, name: &str) -> String {
 }
 
 fn deploy_linear(c: &Live) -> qvm_coordinator::api::ProgramStatus {
-    let key = c.client_key();
-    c.deploy(
-        "linear-score",
-        policy(vec![identity(
-            &key,
-            "analyst",
-            100_000_000,
-            60_000,
-            10_000,
-            &["score"],
-        )]),
-    );
+    c.deploy_for("linear-score", "analyst", GENEROUS, &["score"]);
     c.program("linear_score")
 }
 

@@ -9,6 +9,9 @@ use std::process::Command;
 use qvm_lang::ast::Scalar;
 use qvm_lang::ir::Ir;
 
+/// Budget, rate per minute and burst that a test's load never reaches.
+pub const GENEROUS: (u64, u32, u32) = (100_000_000, 60_000, 10_000);
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -248,6 +251,25 @@ impl Live {
                 1,
             ))
             .unwrap_or_else(|e| panic!("deploy {name}: {e:#}{}", self.logs()))
+    }
+
+    /// Deploys a package for one identity holding the cluster's client key, with its
+    /// budget, rate per minute, burst and granted outputs.
+    pub fn deploy_for(
+        &self,
+        name: &str,
+        identity: &str,
+        limits: (u64, u32, u32),
+        outputs: &[&str],
+    ) -> String {
+        let key = self.client_key();
+        let (budget, per_minute, burst) = limits;
+        self.deploy(
+            name,
+            qvm::examples::policy(vec![qvm::examples::identity(
+                &key, identity, budget, per_minute, burst, outputs,
+            )]),
+        )
     }
 
     /// A program's status.

@@ -289,10 +289,11 @@ impl Coordinator {
             .iter()
             .map(|(_, e)| e.clone())
             .collect();
-        for e in &events {
-            tx.audit(e.clone())?;
+        let n = events.len();
+        for e in events {
+            tx.audit(e)?;
         }
-        Ok(events.len())
+        Ok(n)
     }
 
     /// Drops the first `n` queued entries, committed by [`Coordinator::write_deferred`].
