@@ -1,4 +1,4 @@
-//! The custodian's HTTP/2 API (node-to-node, canonical bodies).
+//! The custodian's API (node-to-node, canonical bodies), over HTTP/2 and framed channels.
 //!
 //! | method | path | body → answer |
 //! |---|---|---|
@@ -11,6 +11,7 @@
 //! | POST | `/v1/packages/{id}/certificate` | `Certificate` → () |
 //! | POST | `/v1/sessions` | `StartSession` → `SessionEvent` |
 //! | POST | `/v1/sessions/round` | `RoundInput` → `SessionEvent` |
+//! | GET | `/v1/channel` | upgrade to a framed channel whose calls reach the POST routes above (`qvm_node::channel`) |
 
 use std::sync::Arc;
 

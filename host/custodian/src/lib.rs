@@ -38,9 +38,13 @@ pub async fn serve(
     .await
     .map_err(|e| ServeError::Io(e.to_string()))??;
     tracing::info!(node = %node.name, listen = %config.listen, "custodian listening");
-    qvm_node::http::serve(config.listen, http::router(Arc::clone(&node)), shutdown)
-        .await
-        .map_err(ServeError::Io)
+    qvm_node::http::serve(
+        config.listen,
+        qvm_node::channel::with_channel(http::router(Arc::clone(&node))),
+        shutdown,
+    )
+    .await
+    .map_err(ServeError::Io)
 }
 
 /// Why serving failed.

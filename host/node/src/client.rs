@@ -1,6 +1,8 @@
-//! The HTTP/2 client between nodes (cleartext HTTP/2 with prior knowledge on the private
-//! network between them; one connection per peer, multiplexed).
+//! The client between nodes: framed channels for calls ([`crate::channel`]), cleartext
+//! HTTP/2 with prior knowledge for reads and as the fallback (on the private network between
+//! them; one HTTP/2 connection per peer, multiplexed).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use qvm_api::wire::{Refusal, RefusalKind};
@@ -8,6 +10,7 @@ use qvm_core::encoding::{from_canonical, to_canonical};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::channel::{ChannelError, Channels};
 use crate::http::CONTENT_TYPE;
 
 /// Why a call to another node failed.
@@ -35,11 +38,13 @@ impl CallError {
     }
 }
 
-/// A client for one peer.
+/// A client for one peer: POSTs go over framed channels ([`crate::channel`]) when the peer
+/// offers them, over HTTP/2 otherwise; GETs go over HTTP/2.
 #[derive(Debug, Clone)]
 pub struct Peer {
     base: String,
     http: reqwest::Client,
+    channels: Arc<Channels>,
 }
 
 /// A shared HTTP/2 client (connection pool) for calling peers.
@@ -56,8 +61,10 @@ pub fn http_client() -> Result<reqwest::Client, CallError> {
 impl Peer {
     /// A peer at `base` (like `http://127.0.0.1:7101`).
     pub fn new(base: &str, http: reqwest::Client) -> Peer {
+        let base = base.trim_end_matches('/').to_string();
         Peer {
-            base: base.trim_end_matches('/').to_string(),
+            channels: Arc::new(Channels::new(&base)),
+            base,
             http,
         }
     }
@@ -75,6 +82,16 @@ impl Peer {
         deadline: Duration,
     ) -> Result<T, CallError> {
         let bytes = to_canonical(body).map_err(|e| CallError::BadAnswer(e.to_string()))?;
+        if self.channels.usable() {
+            match self.channels.call(path, &bytes, deadline).await {
+                Ok((status, answer)) => return decode(status, &answer),
+                Err(ChannelError::Broken(e)) => return Err(CallError::Unreachable(e)),
+                Err(ChannelError::Deadline(d)) => {
+                    return Err(CallError::Unreachable(format!("no answer within {d:?}")));
+                }
+                Err(ChannelError::Unsupported) => {}
+            }
+        }
         let req = self
             .http
             .post(format!("{}{path}", self.base))
@@ -102,15 +119,20 @@ async fn answer<T: DeserializeOwned>(
     sent: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, CallError> {
     let resp = sent.map_err(|e| CallError::Unreachable(error_chain(&e)))?;
-    let status = resp.status();
+    let status = resp.status().as_u16();
     let bytes = resp
         .bytes()
         .await
         .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
-    if status.is_success() {
-        return from_canonical(&bytes).map_err(|e| CallError::BadAnswer(e.to_string()));
+    decode(status, &bytes)
+}
+
+/// An answer: a canonical body on success, else a refusal.
+fn decode<T: DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T, CallError> {
+    if (200..300).contains(&status) {
+        return from_canonical(bytes).map_err(|e| CallError::BadAnswer(e.to_string()));
     }
-    match from_canonical::<Refusal>(&bytes) {
+    match from_canonical::<Refusal>(bytes) {
         Ok(r) => Err(CallError::Refused(r)),
         Err(_) => Err(CallError::Refused(Refusal::new(
             RefusalKind::Internal,

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
+pub mod channel;
 pub mod client;
 pub mod config;
 pub mod http;
