@@ -673,7 +673,7 @@ impl Coordinator {
             start,
         };
         let set: PartySet = members.iter().map(|c| c.index).collect();
-        let mut king = OfflineKing::new(&self.mpc, spec, set)
+        let king = OfflineKing::new(&self.mpc, spec, set)
             .map_err(|e| refusal(RefusalKind::Internal, e.to_string()))?;
         let calls = members.iter().map(|c| async move {
             let msg = self.control(c.index.get(), ControlBody::BatchStart { spec })?;
@@ -685,35 +685,12 @@ impl Coordinator {
                     call(e)
                 })
         });
-        let mut published = None;
-        for answer in futures::future::join_all(calls).await {
-            if let Some(done) = king
-                .receive(answer?)
-                .map_err(|e| refusal(RefusalKind::Internal, e.to_string()))?
-            {
-                published = Some(done);
-            }
-        }
-        let (_, record) =
-            published.ok_or_else(|| refusal(RefusalKind::Internal, "the batch did not open"))?;
-        let count = record.yield_count();
-        {
-            let mut ledger = self.ledger();
-            let mut next = ledger.clone();
-            next.record(kind, count);
-            let bytes = enc(&record)?;
-            let ledger_bytes = enc(&next)?;
-            self.store().write(|tx| {
-                store::insert_batch(tx, pool_slot(kind), start, &bytes)?;
-                tx.put_meta(LEDGER, &ledger_bytes)?;
-                tx.audit(Event::Batch {
-                    kind: kind.to_string(),
-                    start,
-                    count,
-                })
-            })?;
-            *ledger = next;
-        }
+        let answers = futures::future::join_all(calls).await;
+        // Opening a batch (interpolation, and a square root per bit) and recording it take
+        // milliseconds of CPU and an fsync: off the async workers, so sessions in flight
+        // keep being served meanwhile.
+        let (record, count) =
+            qvm_node::blocking_here(|| self.open_batch(kind, king, answers, start))?;
         // Members finish; the others catch up from the record.
         let sends = self.custodians.iter().map(|c| {
             let record = record.clone();
@@ -740,6 +717,45 @@ impl Coordinator {
         }
         tracing::debug!(pool = %kind, start, count, "offline batch");
         Ok(())
+    }
+
+    /// The king's side of a batch once the members answered: opens it and records it
+    /// (with the pool ledger and an audit entry) before anyone may use its items.
+    fn open_batch(
+        &self,
+        kind: PoolKind,
+        mut king: OfflineKing,
+        answers: Vec<Result<ShareMsg, Refusal>>,
+        start: u64,
+    ) -> Result<(BatchRecord, u64), Refusal> {
+        let mut published = None;
+        for answer in answers {
+            if let Some(done) = king
+                .receive(answer?)
+                .map_err(|e| refusal(RefusalKind::Internal, e.to_string()))?
+            {
+                published = Some(done);
+            }
+        }
+        let (_, record) =
+            published.ok_or_else(|| refusal(RefusalKind::Internal, "the batch did not open"))?;
+        let count = record.yield_count();
+        let mut ledger = self.ledger();
+        let mut next = ledger.clone();
+        next.record(kind, count);
+        let bytes = enc(&record)?;
+        let ledger_bytes = enc(&next)?;
+        self.store().write(|tx| {
+            store::insert_batch(tx, pool_slot(kind), start, &bytes)?;
+            tx.put_meta(LEDGER, &ledger_bytes)?;
+            tx.audit(Event::Batch {
+                kind: kind.to_string(),
+                start,
+                count,
+            })
+        })?;
+        *ledger = next;
+        Ok((record, count))
     }
 
     /// Receives a package from its owner: verifies it, records the proposal and forwards

@@ -113,7 +113,7 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
         .keyring()
         .ok_or_else(|| Refusal::new(RefusalKind::Unavailable, "committee setup is not done"))?;
     let t0 = std::time::Instant::now();
-    let admitted = blocking_here(|| admit(&node, &start))?;
+    let admitted = qvm_node::blocking_here(|| admit(&node, &start))?;
     tracing::debug!(node = %node.name, admit_us = t0.elapsed().as_micros() as u64, "admitted");
     let session = start.ticket.ticket.session;
     let (round_tx, round_rx) = mpsc::channel(1);
@@ -128,17 +128,6 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
     let event = next_event(&node, session, &handle).await;
     tracing::debug!(node = %node.name, first_event_us = t0.elapsed().as_micros() as u64, "first event");
     event
-}
-
-/// Runs blocking work (admission: signature checks and an fsync) on this thread, moving
-/// the worker's other tasks elsewhere, rather than handing it to the blocking pool: the
-/// hand-off and the wake-up back cost a tenth of an admission on a loaded 2-core host.
-/// A current-thread runtime cannot do that, and runs it in place.
-fn blocking_here<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 /// Takes the king's openings for a round and returns the next event.
