@@ -152,6 +152,11 @@ pub struct Node {
     pub metrics: crate::metrics::Metrics,
     /// Cleared when a write fails for lack of space; see [`Health::writable`].
     writable: std::sync::atomic::AtomicBool,
+    /// Held while a version is being activated, so that a second push of its certificate
+    /// (the coordinator pushes again when the first push outlived its deadline) answers
+    /// only once the version is loaded and can serve, not as soon as the database says
+    /// "active".
+    activating: Mutex<()>,
 }
 
 impl core::fmt::Debug for Node {
@@ -287,6 +292,7 @@ impl Node {
             runtime: Arc::new(runtime),
             metrics: crate::metrics::Metrics::default(),
             writable: std::sync::atomic::AtomicBool::new(true),
+            activating: Mutex::new(()),
         };
         node.recover()?;
         Ok(Arc::new(node))
@@ -753,6 +759,7 @@ impl Node {
 
     /// Activates a version on a certificate of K approvals, after checking it.
     pub fn activate(&self, package: &Digest, cert: &Certificate) -> Result<(), Refusal> {
+        let _one_at_a_time = self.activating.lock().map_err(|_| poisoned_refusal())?;
         let row = self
             .store()
             .package(package)?

@@ -117,7 +117,10 @@ pub fn batch_key(ir: &Ir, id: usize) -> String {
         Op::Ltz(..) => "ltz".into(),
         Op::Eqz(..) => "eqz".into(),
         Op::Trunc(_, m) => format!("trunc{m}"),
-        Op::Select(c, a, b) if secret(c) && secret(a) && secret(b) => "select".into(),
+        // An interactive select has a secret condition and at least one secret branch; a
+        // public branch is lifted to a trivial sharing, so all of a layer's selects share
+        // one call (a ReLU layer's `max(v, 0)` is one round, not one per unit).
+        Op::Select(c, ..) if secret(c) => "select".into(),
         _ => format!("single{id}"),
     }
 }

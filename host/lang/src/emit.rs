@@ -867,18 +867,25 @@ impl Run<'_> {
         self.batch_group(i, batch)
     }
 
-    /// The concatenation of the given nodes' handles.
-    fn concat_handles(&mut self, i: &mut InstructionSink, ids: &[NodeId]) -> u32 {
+    /// The concatenation of the given nodes' handles, public ones lifted to trivial
+    /// sharings (a select's public branch).
+    fn concat_handles(
+        &mut self,
+        i: &mut InstructionSink,
+        ids: &[NodeId],
+    ) -> Result<u32, EmitError> {
         let out = self.temp();
-        i.local_get(self.handle(ids[0])).local_set(out);
+        let first = self.secret_handle(i, ids[0])?;
+        i.local_get(first).local_set(out);
         for id in &ids[1..] {
+            let h = self.secret_handle(i, *id)?;
             i.local_get(out)
-                .local_get(self.handle(*id))
+                .local_get(h)
                 .i32_const(RET as i32)
                 .call(F_CONCAT);
             take_handle(i, out);
         }
-        out
+        Ok(out)
     }
 
     fn batch_group(
@@ -904,15 +911,15 @@ impl Run<'_> {
         match &self.ir.nodes[members[0]].op {
             Op::Mul(..) => {
                 let (x, y) = (operands(self, 0), operands(self, 1));
-                let (hx, hy) = (self.concat_handles(i, &x), self.concat_handles(i, &y));
+                let (hx, hy) = (self.concat_handles(i, &x)?, self.concat_handles(i, &y)?);
                 i.local_get(hx).local_get(hy).i32_const(ret).call(F_MUL);
             }
             Op::Select(..) => {
                 let (c, a, b) = (operands(self, 0), operands(self, 1), operands(self, 2));
                 let (hc, ha, hb) = (
-                    self.concat_handles(i, &c),
-                    self.concat_handles(i, &a),
-                    self.concat_handles(i, &b),
+                    self.concat_handles(i, &c)?,
+                    self.concat_handles(i, &a)?,
+                    self.concat_handles(i, &b)?,
                 );
                 i.local_get(hc)
                     .local_get(ha)
@@ -926,12 +933,12 @@ impl Run<'_> {
                 } else {
                     F_EQZ
                 };
-                let h = self.concat_handles(i, &operands(self, 0));
+                let h = self.concat_handles(i, &operands(self, 0))?;
                 i.local_get(h).i32_const(k as i32).i32_const(ret).call(f);
             }
             Op::Trunc(_, m) => {
                 let m = *m;
-                let h = self.concat_handles(i, &operands(self, 0));
+                let h = self.concat_handles(i, &operands(self, 0))?;
                 i.local_get(h)
                     .i32_const(k as i32)
                     .i32_const(m as i32)

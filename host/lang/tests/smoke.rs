@@ -56,3 +56,27 @@ fn credit_score_compiles_and_evaluates() {
     assert_eq!(out[1], ("band".to_string(), vec![3]));
     assert_eq!(out[2], ("approve".to_string(), vec![1]));
 }
+
+/// A layer of ReLUs (`max(v, 0)`: a select with a public branch) is one select round, not
+/// one per unit: a public branch is lifted so the layer's selects share one call.
+#[test]
+fn a_relu_layer_costs_one_select_round() {
+    let relu = |units: usize| {
+        let src = format!(
+            "program relu(scale = 16)\n\
+             input x: fixed[4] in [-10.0, 10.0]\n\
+             secret w: fixed[{n}] in [-4.0, 4.0]\n\
+             fn relu(v) = max(v, 0)\n\
+             let h = for j in 0..{units} => relu(dot(for i in 0..4 => w[j * 4 + i], x))\n\
+             output s = sum(h)\n",
+            n = 4 * units
+        );
+        let ir = compile_ir(&src).unwrap_or_else(|e| panic!("{}", e.render("relu.qvm", &src)));
+        cost(&ir)
+    };
+    let (one, sixteen) = (relu(1), relu(16));
+    assert_eq!(one.rounds, sixteen.rounds, "{one:?} / {sixteen:?}");
+    assert_eq!(sixteen.multiplications, 16 * one.multiplications);
+    let risk = cost(&compile_ir(&source("risk-mlp")).expect("risk-mlp"));
+    assert_eq!(risk.rounds, 17, "{risk:?}");
+}
