@@ -868,17 +868,29 @@ impl Run<'_> {
     }
 
     /// The concatenation of the given nodes' handles, public ones lifted to trivial
-    /// sharings (a select's public branch).
+    /// sharings (a select's public branch), each distinct one once (a ReLU layer's sixteen
+    /// selects share one constant 0).
     fn concat_handles(
         &mut self,
         i: &mut InstructionSink,
         ids: &[NodeId],
     ) -> Result<u32, EmitError> {
+        let mut lifted: Vec<(NodeId, u32)> = Vec::new();
+        let mut handle = |r: &mut Self, i: &mut InstructionSink, id: NodeId| {
+            if let Some((_, h)) = lifted.iter().find(|(n, _)| *n == id) {
+                return Ok(*h);
+            }
+            let h = r.secret_handle(i, id)?;
+            if r.is_public(id) {
+                lifted.push((id, h));
+            }
+            Ok::<u32, EmitError>(h)
+        };
         let out = self.temp();
-        let first = self.secret_handle(i, ids[0])?;
+        let first = handle(self, i, ids[0])?;
         i.local_get(first).local_set(out);
         for id in &ids[1..] {
-            let h = self.secret_handle(i, *id)?;
+            let h = handle(self, i, *id)?;
             i.local_get(out)
                 .local_get(h)
                 .i32_const(RET as i32)
