@@ -26,6 +26,14 @@ fn field(c: &mut Criterion) {
     c.bench_function("field/inverse", |bench| {
         bench.iter(|| black_box(a).inverse())
     });
+    c.bench_function("field/sqrt-many-64", |bench| {
+        let squares: Vec<Fp> = (1..=64u64).map(|i| (a * Fp::from(i)).square()).collect();
+        bench.iter(|| {
+            let mut v = squares.clone();
+            qvm_core::field::sqrt_many(black_box(&mut v));
+            v
+        })
+    });
     c.bench_function("field/sqrt", |bench| {
         bench.iter(|| black_box(a).square().sqrt())
     });
@@ -74,6 +82,18 @@ fn prss(c: &mut Criterion) {
             b.iter(|| {
                 counter += 1;
                 session.zero(black_box(counter), 0)
+            })
+        });
+        group.bench_function(BenchmarkId::new("random-vec-1024", &id), |b| {
+            b.iter(|| {
+                counter += 1;
+                session.random_vec(black_box(counter), 1024)
+            })
+        });
+        group.bench_function(BenchmarkId::new("zero-vec-1024", &id), |b| {
+            b.iter(|| {
+                counter += 1;
+                session.zero_vec(black_box(counter), 1024)
             })
         });
         group.bench_function(BenchmarkId::new("session-setup", &id), |b| {

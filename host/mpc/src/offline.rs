@@ -104,16 +104,17 @@ fn derive(prss: &PrssSession, spec: &BatchSpec) -> Derived {
 fn degree_2t_shares(prss: &PrssSession, spec: &BatchSpec, d: &Derived) -> Vec<Fp> {
     match spec.kind {
         // d_i = a_i b_i − R_i with R_i = r_i + z_i.
-        PoolKind::Triples => (0..spec.count)
-            .map(|j| {
-                let i = j as usize;
-                d.a[i] * d.b[i] - (d.r[i] + prss.zero(CTR_R, j))
-            })
-            .collect(),
+        PoolKind::Triples => {
+            let z = prss.zero_vec(CTR_R, spec.count);
+            (0..z.len())
+                .map(|i| d.a[i] * d.b[i] - (d.r[i] + z[i]))
+                .collect()
+        }
         // r_i² + z_i.
-        PoolKind::Bits => (0..spec.count)
-            .map(|j| d.r[j as usize].square() + prss.zero(CTR_B, j))
-            .collect(),
+        PoolKind::Bits => {
+            let z = prss.zero_vec(CTR_B, spec.count);
+            d.r.iter().zip(z).map(|(r, z)| r.square() + z).collect()
+        }
     }
 }
 
@@ -281,9 +282,7 @@ impl OfflineKing {
         if self.spec.kind == PoolKind::Bits {
             // A non-residue cannot come from honest shares; publish 0 (drop) for it and for
             // s = 0 alike.
-            for s in opened.values.iter_mut() {
-                *s = s.sqrt().unwrap_or(Fp::ZERO);
-            }
+            qvm_core::field::sqrt_many(&mut opened.values);
         }
         let record = BatchRecord {
             spec: self.spec,

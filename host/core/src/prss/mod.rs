@@ -330,8 +330,15 @@ impl PrssSession {
     }
 
     /// Shares of `len` random elements for op `counter` (indices 0..len).
+    /// Equal to [`PrssSession::random`] per index, with the AES blocks pipelined.
     pub fn random_vec(&self, counter: u64, len: u32) -> Vec<Fp> {
-        (0..len).map(|i| self.random(counter, i)).collect()
+        let mut out = vec![Fp::ZERO; len as usize];
+        for p in &self.prfs {
+            let input = PrfInput::new(KIND_RANDOM, counter, 0);
+            p.prf
+                .elements_into(input, &mut out, |acc, x| *acc += x * p.weight);
+        }
+        out
     }
 
     /// A degree-t share of a random integer in [0, C(N, t) · 2^bits): the sum over subsets
@@ -374,6 +381,26 @@ impl PrssSession {
                 inner * p.weight
             })
             .sum()
+    }
+
+    /// Degree-2t shares of `len` zeros for op `counter` (indices 0..len), equal to
+    /// [`PrssSession::zero`] per index.
+    pub fn zero_vec(&self, counter: u64, len: u32) -> Vec<Fp> {
+        let mut out = vec![Fp::ZERO; len as usize];
+        for p in &self.prfs {
+            for (l, pow) in self.powers.iter().enumerate() {
+                let input = PrfInput {
+                    kind: KIND_ZERO,
+                    l: l as u8 + 1,
+                    counter,
+                    index: 0,
+                };
+                let factor = *pow * p.weight;
+                p.prf
+                    .elements_into(input, &mut out, |acc, x| *acc += x * factor);
+            }
+        }
+        out
     }
 
     /// A double sharing of one random element: ([r]_t, [r]_2t = [r]_t + [0]_2t).

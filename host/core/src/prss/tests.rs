@@ -90,8 +90,10 @@ proptest! {
             prop_assert!(!lagrange.is_consistent(&pts, p.degree() - 1)?);
         }
         let secret = lagrange.interpolate(&pts, p.degree(), 0)?;
-        let vec = s[0].random_vec(counter, 3);
-        prop_assert_eq!(vec[0], s[0].random(counter, 0));
+        let vec = s[0].random_vec(counter, 70);
+        for (j, v) in vec.iter().enumerate() {
+            prop_assert_eq!(*v, s[0].random(counter, j as u32));
+        }
         prop_assert_ne!(secret, Fp::ZERO);
     }
 
@@ -106,6 +108,10 @@ proptest! {
         prop_assume!(pts.len() > d);
         prop_assert!(lagrange.is_consistent(&pts, d)?);
         prop_assert_eq!(lagrange.interpolate(&pts, d, 0)?, Fp::ZERO);
+        let vec = s[0].zero_vec(counter, 70);
+        for (j, v) in vec.iter().enumerate() {
+            prop_assert_eq!(*v, s[0].zero(counter, j as u32));
+        }
         if p.degree() > 0 && pts.len() > d + 1 {
             prop_assert!(!lagrange.is_consistent(&pts, d - 1)?);
         }
