@@ -281,8 +281,12 @@ impl BitLtTree {
         if self.lt.len() == 1 {
             return Ok(Next::Done(core::mem::take(&mut self.lt[0])));
         }
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        for j in 0..self.lt.len() / 2 {
+        // Level sizes are known: one allocation each (comparisons of small vectors spent
+        // most of their time growing these).
+        let pairs = self.lt.len() / 2;
+        let cap = (2 * pairs).saturating_sub(1) * self.lt[0].len();
+        let (mut xs, mut ys) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+        for j in 0..pairs {
             let (lo, hi) = (2 * j, 2 * j + 1);
             xs.extend_from_slice(&self.eq[hi]);
             ys.extend_from_slice(&self.lt[lo]);
@@ -299,18 +303,14 @@ impl BitLtTree {
     fn merge(&mut self, products: &[Fp]) {
         let len = self.lt[0].len();
         let mut chunks = products.chunks(len);
-        let (mut eq, mut lt) = (Vec::new(), Vec::new());
         let pairs = self.lt.len() / 2;
+        let (mut eq, mut lt) = (Vec::with_capacity(pairs + 1), Vec::with_capacity(pairs + 1));
         for j in 0..pairs {
             let hi = 2 * j + 1;
             let lt_prod = chunks.next().unwrap_or_default();
-            lt.push(
-                self.lt[hi]
-                    .iter()
-                    .zip(lt_prod)
-                    .map(|(a, b)| *a + *b)
-                    .collect(),
-            );
+            let mut merged = core::mem::take(&mut self.lt[hi]);
+            merged.iter_mut().zip(lt_prod).for_each(|(a, b)| *a += *b);
+            lt.push(merged);
             eq.push(if j > 0 {
                 chunks.next().unwrap_or_default().to_vec()
             } else {
