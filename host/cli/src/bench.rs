@@ -129,6 +129,28 @@ fn random_input(p: &ProgramStatus, rng: &mut ChaCha8Rng) -> Input {
         .collect()
 }
 
+/// Waits (up to [`SETTLE_MAX`]) until the offline phase is idle — the pool levels the
+/// coordinator reports stop changing — so the measurement does not share the cores with a
+/// fresh cluster, or a previous run, refilling its pools.
+async fn settle(client: &Client) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let mut last = client.status().await?.pools;
+    while t0.elapsed() < SETTLE_MAX {
+        tokio::time::sleep(SETTLE_POLL).await;
+        let now = client.status().await?.pools;
+        if now == last {
+            return Ok(t0.elapsed().saturating_sub(SETTLE_POLL));
+        }
+        last = now;
+    }
+    Ok(t0.elapsed())
+}
+
+/// The longest [`settle`] waits.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+/// How often [`settle`] polls; longer than an offline batch takes on an idle cluster.
+const SETTLE_POLL: Duration = Duration::from_millis(300);
+
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -144,6 +166,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let client = Client::new(&file.coordinator)?;
     let program = Arc::new(ensure_deployed(&args, &client).await?);
     let key = Arc::new(KeySet::read(&args.cluster.join("keys/client")).context("client key")?);
+    let waited = settle(&client).await?;
+    if waited >= SETTLE_POLL {
+        eprintln!(
+            "waited {:.1} s for the offline phase to settle",
+            waited.as_secs_f64()
+        );
+    }
     let warmup = Duration::from_secs(1);
     let measure = Duration::from_secs(args.seconds);
     let t0 = Instant::now();

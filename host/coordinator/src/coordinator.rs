@@ -151,6 +151,10 @@ pub struct Coordinator {
     /// The largest single request's need per pool (triples, bits): the offline phase keeps
     /// twice that available.
     pub(crate) demand: [std::sync::atomic::AtomicU64; 2],
+    /// Wakes a pool's offline loop when a grant leaves the pool below its target, so a
+    /// busy pool is refilled at once rather than at the loop's next tick (at 150
+    /// risk-mlp evaluations/s a tick's worth of demand was most of the low-water mark).
+    pub(crate) low: [tokio::sync::Notify; 2],
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -230,6 +234,7 @@ impl Coordinator {
             buckets: Mutex::new(HashMap::new()),
             deferred: Mutex::new(Vec::new()),
             demand: Default::default(),
+            low: Default::default(),
             metrics: Metrics::default(),
         };
         coordinator.recover()?;
@@ -417,7 +422,10 @@ impl Coordinator {
                         tracing::warn!(error = %e, pool = %kind, "offline phase");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
-                    tokio::time::sleep(TICK).await;
+                    tokio::select! {
+                        _ = c.low[pool_slot(kind)].notified() => {}
+                        _ = tokio::time::sleep(TICK) => {}
+                    }
                 }
             });
         }
@@ -624,12 +632,7 @@ impl Coordinator {
         if !self.mpc.supports_interactive() {
             return Ok(());
         }
-        // Keep at least the configured level, and twice the largest request seen.
-        let target = self
-            .config
-            .offline
-            .low_water
-            .max(2 * self.demand[pool_slot(kind)].load(std::sync::atomic::Ordering::Relaxed));
+        let target = self.pool_target(kind);
         for _ in 0..64 {
             if self.ledger().available(kind) >= target {
                 break;
@@ -639,6 +642,13 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+
+    /// The level the offline phase keeps a pool at: the configured low-water mark, and
+    /// twice the largest request seen.
+    pub(crate) fn pool_target(&self, kind: PoolKind) -> u64 {
+        let demand = self.demand[pool_slot(kind)].load(std::sync::atomic::Ordering::Relaxed);
+        self.config.offline.low_water.max(2 * demand)
     }
 
     /// One batch of `kind`; false if too few custodians are ready.

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use qvm_api::audit::Event;
 use qvm_api::request::{Receipt, RevealedOutput, SignedReceipt, SignedRequest, check_input};
 use qvm_api::ticket::{SignedTicket, Ticket};
-use qvm_api::wire::{Refusal, RefusalKind, RoundInput, SessionEvent, StartSession};
+use qvm_api::wire::{Refusal, RefusalKind, RoundInput, SessionEvent, StartSession, pool_slot};
 use qvm_api::{MAX_ATTEMPTS, MAX_BATCH, MAX_CLOCK_SKEW_SECS};
 use qvm_core::encoding::Digest;
 use qvm_core::{PartyIndex, PartySet};
 use qvm_mpc::king::KingSession;
 use qvm_mpc::online::SessionConfig;
 use qvm_mpc::output::OutputCollector;
+use qvm_mpc::pool::PoolKind;
 use qvm_node::client::CallError;
 use qvm_package::policy::Identity;
 use rand_core::{OsRng, RngCore};
@@ -406,6 +407,11 @@ impl Coordinator {
             Ok::<_, Refusal>(deferred)
         })?;
         self.forget_deferred(deferred);
+        for kind in [PoolKind::Triples, PoolKind::Bits] {
+            if next.available(kind) < self.pool_target(kind) {
+                self.low[pool_slot(kind)].notify_one();
+            }
+        }
         *ledger = next;
         // What the check saw, plus this request (a second query per evaluation would only
         // add requests that raced it).
