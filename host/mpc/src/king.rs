@@ -47,7 +47,7 @@ impl KingSession {
         }
         let order: Vec<PartyIndex> = members.iter().collect();
         let basis: PartySet = order[..=degree].iter().copied().collect();
-        let lagrange = Lagrange::new();
+        let lagrange = Lagrange::shared();
         let basis_at_zero = lagrange.coefficients(basis, 0).to_vec();
         let checks = order[degree + 1..]
             .iter()

@@ -8,7 +8,8 @@
 //! share on its own is uniformly random, so nothing about any custodian's share leaks,
 //! across any number of sessions (the PRF is keyed per session).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{LazyLock, RwLock};
 
 use qvm_core::pairwise::PairwiseKey;
 use qvm_core::prf::{FieldPrf, PrfInput};
@@ -26,12 +27,30 @@ const KIND_OUTPUT: u8 = 1;
 
 /// λ_i(0) over `members`, for member `me`.
 fn lagrange_at_zero(members: PartySet, me: PartyIndex) -> Result<Fp> {
-    let coeffs = Lagrange::new().coefficients(members, 0);
+    let coeffs = Lagrange::shared().coefficients(members, 0);
     let pos = members
         .iter()
         .position(|p| p == me)
         .ok_or(Error::NotInSession(me))?;
     Ok(coeffs[pos])
+}
+
+/// λ_i(0)⁻¹, remembered per (members, me): each item of a batch is its own session over
+/// the same members, and an inversion per item was a twentieth of a local-only item's work.
+fn lagrange_inverse_at_zero(members: PartySet, me: PartyIndex) -> Result<Fp> {
+    type Memo = RwLock<HashMap<(PartySet, PartyIndex), Fp>>;
+    static MEMO: LazyLock<Memo> = LazyLock::new(Memo::default);
+    let key = (members, me);
+    if let Some(v) = MEMO.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(*v);
+    }
+    let v = lagrange_at_zero(members, me)?.inverse()?;
+    let mut memo = MEMO.write().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= Lagrange::CAPACITY {
+        memo.clear();
+    }
+    memo.insert(key, v);
+    Ok(v)
 }
 
 /// Custodian `me`'s masked output shares y_i + m_i.
@@ -41,7 +60,7 @@ pub fn mask(
     pairwise: &BTreeMap<PartyIndex, PairwiseKey>,
     outputs: &[Fp],
 ) -> Result<Vec<Fp>> {
-    let lambda_inv = lagrange_at_zero(config.members, me)?.inverse()?;
+    let lambda_inv = lagrange_inverse_at_zero(config.members, me)?;
     let prfs: Vec<(bool, FieldPrf)> = config
         .members
         .without(me)
@@ -79,7 +98,7 @@ pub fn reconstruct(members: PartySet, masked: &BTreeMap<PartyIndex, Vec<Fp>>) ->
     if !missing.is_empty() {
         return Err(Error::Missing { missing, round: 0 });
     }
-    let coeffs = Lagrange::new().coefficients(members, 0);
+    let coeffs = Lagrange::shared().coefficients(members, 0);
     let rows: Vec<&Vec<Fp>> = members.iter().filter_map(|p| masked.get(&p)).collect();
     let len = rows.first().map_or(0, |r| r.len());
     if let Some((p, r)) = masked.iter().find(|(_, r)| r.len() != len) {
