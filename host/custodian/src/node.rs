@@ -104,8 +104,9 @@ pub struct Active {
     pub manifest: Manifest,
     /// The loaded component.
     pub program: Program<MpcBackend<ItemLink>>,
-    /// This custodian's shares of the secrets.
-    pub secrets: HashMap<String, SharedVec>,
+    /// This custodian's shares of the secrets (shared with every session under the
+    /// version rather than copied into each).
+    pub secrets: Arc<HashMap<String, SharedVec>>,
 }
 
 impl core::fmt::Debug for Active {
@@ -812,11 +813,13 @@ impl Node {
             .map_err(|e| internal(e.to_string()))?;
         let plain = self.node_key.open(&label("bundle", &row.id), &row.bundle)?;
         let bundle: Bundle = dec(&plain)?;
-        let secrets = bundle
-            .secrets
-            .iter()
-            .map(|(n, v)| (n.clone(), SharedVec::new(v.clone())))
-            .collect();
+        let secrets = Arc::new(
+            bundle
+                .secrets
+                .iter()
+                .map(|(n, v)| (n.clone(), SharedVec::new(v.clone())))
+                .collect(),
+        );
         let active = Active {
             id: row.id,
             manifest: pkg.manifest,

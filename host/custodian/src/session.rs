@@ -204,7 +204,7 @@ fn spawn_items(
             to_combiner: report_tx.clone(),
             from_combiner: rx,
         };
-        let secrets: HashMap<String, SharedVec> = admitted.active.secrets.clone();
+        let secrets = Arc::clone(&admitted.active.secrets);
         let backend = MpcBackend::new(mpc, secrets, link);
         let (rt, program) = (Arc::clone(&node.runtime), admitted.active.program.clone());
         let (fields, granted, reports) = (to_fields(input), granted.clone(), report_tx.clone());

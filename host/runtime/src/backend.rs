@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use qvm_core::Fp;
 use qvm_mpc::SharedVec;
@@ -157,7 +158,8 @@ pub trait Transport: Send {
 /// A custodian's shares and its `qvm-mpc` session, rounds carried by a [`Transport`].
 pub struct MpcBackend<T: Transport> {
     session: CustodianSession,
-    secrets: HashMap<String, SharedVec>,
+    /// Shared by every session of the version (each batch item is one): read-only.
+    secrets: Arc<HashMap<String, SharedVec>>,
     transport: T,
 }
 
@@ -173,7 +175,7 @@ impl<T: Transport> MpcBackend<T> {
     /// A backend over `session`, with this custodian's shares of each secret.
     pub fn new(
         session: CustodianSession,
-        secrets: HashMap<String, SharedVec>,
+        secrets: Arc<HashMap<String, SharedVec>>,
         transport: T,
     ) -> MpcBackend<T> {
         MpcBackend {

@@ -103,7 +103,7 @@ pub async fn run(
             to_king: to_king.clone(),
             from_king: king_tx.subscribe(),
         };
-        let backend = MpcBackend::new(session, secrets(p), transport);
+        let backend = MpcBackend::new(session, Arc::new(secrets(p)), transport);
         let (rt, program, input) = (Arc::clone(&rt), program.clone(), input.clone());
         tasks.push(tokio::spawn(async move {
             let (result, mut backend) = rt.run(&program, backend, input).await;
