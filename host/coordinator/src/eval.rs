@@ -76,8 +76,25 @@ struct Checked {
 enum Failure {
     /// The request is at fault (or the program): no retry.
     Final(Refusal),
-    /// These custodians failed or hung: retry without them.
-    Custodians(PartySet, Refusal),
+    /// Retry without `excluded`. Of them, `faulty` failed or hung and are quarantined;
+    /// the others only refused because the version is not active there yet (an activation
+    /// still on its way), which says nothing about their health.
+    Custodians {
+        excluded: PartySet,
+        faulty: PartySet,
+        reason: Refusal,
+    },
+}
+
+impl Failure {
+    /// These custodians failed or hung.
+    fn custodians(faulty: PartySet, reason: Refusal) -> Failure {
+        Failure::Custodians {
+            excluded: faulty,
+            faulty,
+            reason,
+        }
+    }
 }
 
 impl Coordinator {
@@ -139,15 +156,19 @@ impl Coordinator {
                     return Ok((resp, checked.program.manifest.program.clone()));
                 }
                 Err(Failure::Final(r)) => return Err(r),
-                Err(Failure::Custodians(failed, r)) => {
-                    tracing::warn!(failed = ?failed, reason = %r.message, attempt, "session failed; retrying with another set");
+                Err(Failure::Custodians {
+                    excluded: without,
+                    faulty,
+                    reason: r,
+                }) => {
+                    tracing::warn!(failed = ?without, reason = %r.message, attempt, "session failed; retrying with another set");
                     for c in &self.custodians {
-                        if failed.contains(c.index) {
+                        if faulty.contains(c.index) {
                             c.fail();
                         }
                     }
                     self.metrics.retries.inc();
-                    excluded = excluded.iter().chain(failed.iter()).collect();
+                    excluded = excluded.iter().chain(without.iter()).collect();
                     last = Some(r);
                 }
             }
@@ -545,7 +566,7 @@ impl Coordinator {
                 };
                 for msg in msgs {
                     if msg.from != *p {
-                        return Err(Failure::Custodians(
+                        return Err(Failure::custodians(
                             PartySet::EMPTY.with(*p),
                             refuse(RefusalKind::SessionFailed, "a custodian spoke for another"),
                         ));
@@ -554,7 +575,7 @@ impl Coordinator {
                         .iter()
                         .position(|s| *s == msg.session)
                         .ok_or_else(|| {
-                            Failure::Custodians(
+                            Failure::custodians(
                                 PartySet::EMPTY.with(*p),
                                 refuse(RefusalKind::SessionFailed, "a message for an unknown item"),
                             )
@@ -615,7 +636,7 @@ impl Coordinator {
             if layout.as_ref().is_some_and(|l| *l != d.layout)
                 || d.items.len() != item_sessions.len()
             {
-                return Err(Failure::Custodians(
+                return Err(Failure::custodians(
                     PartySet::EMPTY.with(*p),
                     refuse(
                         RefusalKind::SessionFailed,
@@ -626,7 +647,7 @@ impl Coordinator {
             layout = Some(d.layout.clone());
             for (b, msg) in d.items.iter().enumerate() {
                 if msg.from != *p {
-                    return Err(Failure::Custodians(
+                    return Err(Failure::custodians(
                         PartySet::EMPTY.with(*p),
                         refuse(RefusalKind::SessionFailed, "a custodian spoke for another"),
                     ));
@@ -715,7 +736,7 @@ fn gather(
     answers: Vec<Result<(PartyIndex, SessionEvent), (PartyIndex, CallError)>>,
 ) -> Result<BTreeMap<PartyIndex, SessionEvent>, Failure> {
     let mut events = BTreeMap::new();
-    let mut failed = PartySet::EMPTY;
+    let (mut failed, mut lagging) = (PartySet::EMPTY, PartySet::EMPTY);
     let mut reason = None;
     for a in answers {
         match a {
@@ -726,7 +747,11 @@ fn gather(
                 return Err(Failure::Final(r));
             }
             Err((p, e)) => {
-                failed = failed.with(p);
+                if matches!(&e, CallError::Refused(r) if r.kind == RefusalKind::NotActive) {
+                    lagging = lagging.with(p);
+                } else {
+                    failed = failed.with(p);
+                }
                 reason = Some(match e {
                     CallError::Refused(r) => {
                         Refusal::new(r.kind, format!("custodian {p}: {}", r.message))
@@ -737,7 +762,11 @@ fn gather(
         }
     }
     match reason {
-        Some(r) => Err(Failure::Custodians(failed, r)),
+        Some(reason) => Err(Failure::Custodians {
+            excluded: failed.iter().chain(lagging.iter()).collect(),
+            faulty: failed,
+            reason,
+        }),
         None => Ok(events),
     }
 }
@@ -747,5 +776,45 @@ fn king_failure(e: qvm_mpc::Error, from: PartyIndex) -> Failure {
         qvm_mpc::Error::Inconsistent { culprits } => culprits.iter().copied().collect(),
         _ => PartySet::EMPTY.with(from),
     };
-    Failure::Custodians(culprits, refuse(RefusalKind::SessionFailed, e.to_string()))
+    Failure::custodians(culprits, refuse(RefusalKind::SessionFailed, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn party(i: u32) -> PartyIndex {
+        PartyIndex::new(i).expect("a valid index")
+    }
+
+    #[test]
+    fn a_custodian_without_the_version_is_skipped_but_not_quarantined() {
+        let answers = vec![
+            Err((
+                party(1),
+                CallError::Refused(Refusal::new(RefusalKind::NotActive, "not yet")),
+            )),
+            Err((party(2), CallError::Unreachable("deadline".into()))),
+        ];
+        let Err(Failure::Custodians {
+            excluded, faulty, ..
+        }) = gather(answers)
+        else {
+            panic!("expected a retry without custodians 1 and 2");
+        };
+        assert_eq!(excluded, PartySet::EMPTY.with(party(1)).with(party(2)));
+        assert_eq!(faulty, PartySet::EMPTY.with(party(2)));
+    }
+
+    #[test]
+    fn a_client_fault_at_a_custodian_ends_the_request() {
+        let answers = vec![Err((
+            party(3),
+            CallError::Refused(Refusal::new(RefusalKind::BudgetExhausted, "spent")),
+        ))];
+        assert!(matches!(
+            gather(answers),
+            Err(Failure::Final(r)) if r.kind == RefusalKind::BudgetExhausted
+        ));
+    }
 }
