@@ -14,7 +14,7 @@ use aes::Aes128;
 use aes::cipher::{BlockEncrypt, KeyInit};
 use hkdf::Hkdf;
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::field::Fp;
 
@@ -83,8 +83,8 @@ impl FieldPrf {
 }
 
 impl FieldPrf {
-    /// `f(j, element(input with index j))` for every j in `first..first + out.len()`,
-    /// equal to calling [`FieldPrf::element`] per index.
+    /// Calls `f(&mut out[j], element(input with index input.index + j))` for every j,
+    /// the same values as [`FieldPrf::element`] per index.
     ///
     /// Why not a loop over `element`: one AES block at a time waits on each round's
     /// latency, while the CPU's AES unit pipelines independent blocks; the offline phase
@@ -115,6 +115,8 @@ impl FieldPrf {
                 f(slot, x);
             }
         }
+        // The blocks are PRF outputs (parts of secret shares).
+        blocks.iter_mut().for_each(|b| b.as_mut_slice().zeroize());
     }
 }
 

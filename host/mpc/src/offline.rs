@@ -23,6 +23,7 @@ use qvm_core::field::batch_inverse;
 use qvm_core::prss::{PrssContext, PrssKeyring, PrssSession};
 use qvm_core::{Fp, PartySet};
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::committee::Committee;
 use crate::king::KingSession;
@@ -76,7 +77,8 @@ fn context(committee: &Committee, spec: &BatchSpec) -> PrssContext {
     }
 }
 
-/// A custodian's PRSS values for a batch.
+/// A custodian's PRSS values for a batch (its shares' ingredients: wiped on drop).
+#[derive(Zeroize, ZeroizeOnDrop)]
 struct Derived {
     /// Triples: a, b, r per item. Bits: r per item.
     a: Vec<Fp>,
@@ -105,15 +107,18 @@ fn degree_2t_shares(prss: &PrssSession, spec: &BatchSpec, d: &Derived) -> Vec<Fp
     match spec.kind {
         // d_i = a_i b_i − R_i with R_i = r_i + z_i.
         PoolKind::Triples => {
-            let z = prss.zero_vec(CTR_R, spec.count);
+            let z = Zeroizing::new(prss.zero_vec(CTR_R, spec.count));
             (0..z.len())
                 .map(|i| d.a[i] * d.b[i] - (d.r[i] + z[i]))
                 .collect()
         }
         // r_i² + z_i.
         PoolKind::Bits => {
-            let z = prss.zero_vec(CTR_B, spec.count);
-            d.r.iter().zip(z).map(|(r, z)| r.square() + z).collect()
+            let z = Zeroizing::new(prss.zero_vec(CTR_B, spec.count));
+            d.r.iter()
+                .zip(z.iter())
+                .map(|(r, z)| r.square() + *z)
+                .collect()
         }
     }
 }
