@@ -109,7 +109,7 @@ fn the_coordinator_holds_no_share_and_no_key() {
         let node = qvm_custodian::Node::open_offline(&config).expect("opens");
         let active = node.active("credit_score").expect("active");
         let mut mine = Vec::new();
-        for (name, shares) in &active.secrets {
+        for (name, shares) in active.secrets.iter() {
             for (e, s) in shares.as_slice().iter().enumerate() {
                 // Small shares could occur by chance; shares are uniform, so nearly all are large.
                 if s.to_u128() > 1 << 64 {
