@@ -167,7 +167,7 @@ async fn next_event(
 
 fn spawn_items(
     node: &Arc<Node>,
-    ring: &qvm_core::prss::PrssKeyring,
+    ring: &Arc<qvm_core::prss::PrssKeyring>,
     start: &StartSession,
     admitted: Admitted,
     round_rx: mpsc::Receiver<RoundInput>,
@@ -188,7 +188,7 @@ fn spawn_items(
             session: item_session,
             members: t.members,
         };
-        let mpc = CustodianSession::new(config, ring, material, node.pairwise.clone())
+        let mpc = CustodianSession::new(config, Arc::clone(ring), material, node.pairwise.clone())
             .map_err(|e| internal(e.to_string()))?;
         sessions.push((item_session, mpc));
     }

@@ -8,6 +8,7 @@
 //! the product they come from the owner's sealed bundles.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use qvm_core::encoding::Digest;
 use qvm_core::pairwise::{KeyAgreementSecret, PairwiseKey};
@@ -58,7 +59,7 @@ pub struct FaultRule {
 /// N custodians with their keys and pools, and the king's ledger.
 pub struct Simulation {
     committee: Committee,
-    keyrings: Vec<PrssKeyring>,
+    keyrings: Vec<Arc<PrssKeyring>>,
     pairwise: Vec<BTreeMap<PartyIndex, PairwiseKey>>,
     pools: Vec<Pool>,
     /// How many batch records each custodian has applied to its pool.
@@ -88,7 +89,10 @@ impl Simulation {
         let mut id = [0u8; 32];
         rng.fill_bytes(&mut id);
         let committee = Committee::new(Digest::from_bytes(id), n, k)?;
-        let keyrings = deal_in_process(&committee.prss_params(), &mut rng)?;
+        let keyrings = deal_in_process(&committee.prss_params(), &mut rng)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let ka: Vec<KeyAgreementSecret> = (0..n)
             .map(|_| KeyAgreementSecret::generate(&mut rng))
             .collect();
@@ -237,7 +241,7 @@ impl Simulation {
             let material = self.pools[i].take(&grant)?;
             let session = CustodianSession::new(
                 config,
-                &self.keyrings[i],
+                Arc::clone(&self.keyrings[i]),
                 material,
                 self.pairwise[i].clone(),
             )?;

@@ -28,6 +28,8 @@ use qvm_core::pairwise::PairwiseKey;
 use qvm_core::prss::{PrssContext, PrssKeyring, PrssSession};
 use qvm_core::{Fp, PartyIndex, PartySet};
 use serde::{Deserialize, Serialize};
+use std::cell::OnceCell;
+use std::sync::Arc;
 
 use crate::committee::Committee;
 use crate::msgs::{OpenedMsg, OutputMsg, ShareMsg};
@@ -295,7 +297,11 @@ struct Running {
 pub struct CustodianSession {
     party: PartyIndex,
     config: SessionConfig,
-    prss: PrssSession,
+    /// The committee's PRSS keys; the session's PRF keys are derived from them on first
+    /// use (`prss`): a local-only program never uses them, and deriving them (an HKDF
+    /// per subset) was a twentieth of a custodian's work per batch item of one.
+    keyring: Arc<PrssKeyring>,
+    prss: OnceCell<PrssSession>,
     material: Material,
     triple_pos: usize,
     bit_pos: usize,
@@ -320,13 +326,27 @@ impl core::fmt::Debug for CustodianSession {
     }
 }
 
+/// The session's PRSS, derived on first use.
+fn prss_of<'a>(
+    cell: &'a OnceCell<PrssSession>,
+    keyring: &PrssKeyring,
+    config: &SessionConfig,
+) -> &'a PrssSession {
+    cell.get_or_init(|| {
+        keyring.session(&PrssContext {
+            committee: config.committee.id(),
+            session: config.session,
+        })
+    })
+}
+
 impl CustodianSession {
     /// A session for the custodian whose PRSS keyring is given. `material` is what
     /// [`crate::pool::Pool::take`] handed out for the session's grant; `pairwise` holds
     /// this custodian's pairwise keys with the other members (for output masks).
     pub fn new(
         config: SessionConfig,
-        keyring: &PrssKeyring,
+        keyring: Arc<PrssKeyring>,
         material: Material,
         pairwise: BTreeMap<PartyIndex, PairwiseKey>,
     ) -> Result<CustodianSession> {
@@ -337,14 +357,11 @@ impl CustodianSession {
         if !config.members.contains(party) {
             return Err(Error::NotInSession(party));
         }
-        let prss = keyring.session(&PrssContext {
-            committee: config.committee.id(),
-            session: config.session,
-        });
         Ok(CustodianSession {
             party,
             config,
-            prss,
+            keyring,
+            prss: OnceCell::new(),
             material,
             triple_pos: 0,
             bit_pos: 0,
@@ -378,7 +395,8 @@ impl CustodianSession {
     pub fn random(&mut self, len: usize) -> SharedVec {
         let counter = self.random_counter;
         self.random_counter += 1;
-        SharedVec::new(self.prss.random_vec(counter, len as u32))
+        let prss = prss_of(&self.prss, &self.keyring, &self.config);
+        SharedVec::new(prss.random_vec(counter, len as u32))
     }
 
     /// Starts a batch. Returns the first message for the king, or the results at once when
@@ -455,7 +473,7 @@ impl CustodianSession {
             material: &self.material,
             triple_pos: &mut self.triple_pos,
             bit_pos: &mut self.bit_pos,
-            prss: &self.prss,
+            prss: prss_of(&self.prss, &self.keyring, &self.config),
             counter: &mut self.counter,
         };
         let mut out = Vec::new();
