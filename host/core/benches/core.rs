@@ -6,7 +6,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use qvm_core::encoding::{Digest, Domain};
 use qvm_core::field::Fp;
 use qvm_core::prss::setup::deal_in_process;
-use qvm_core::prss::{PrssContext, PrssParams};
+use qvm_core::prss::{PrssContext, PrssParams, PrssSession};
 use qvm_core::shamir::{Lagrange, ShamirParams, share};
 use qvm_core::sign::SigningKey;
 use rand_chacha::ChaCha20Rng;
@@ -84,24 +84,27 @@ fn prss(c: &mut Criterion) {
                 session.zero(black_box(counter), 0)
             })
         });
-        group.bench_function(BenchmarkId::new("random-vec-1024", &id), |b| {
-            b.iter(|| {
-                counter += 1;
-                session.random_vec(black_box(counter), 1024)
-            })
-        });
-        group.bench_function(BenchmarkId::new("zero-vec-1024", &id), |b| {
-            b.iter(|| {
-                counter += 1;
-                session.zero_vec(black_box(counter), 1024)
-            })
-        });
+        let vectors: [(&str, VectorFn); 2] = [
+            ("random-vec-1024", PrssSession::random_vec),
+            ("zero-vec-1024", PrssSession::zero_vec),
+        ];
+        for (name, vector) in vectors {
+            group.bench_function(BenchmarkId::new(name, &id), |b| {
+                b.iter(|| {
+                    counter += 1;
+                    vector(&session, black_box(counter), 1024)
+                })
+            });
+        }
         group.bench_function(BenchmarkId::new("session-setup", &id), |b| {
             b.iter(|| rings[0].session(black_box(&ctx)))
         });
     }
     group.finish();
 }
+
+/// A PRSS function producing a vector of shares: (session, op counter, length).
+type VectorFn = fn(&PrssSession, u64, u32) -> Vec<Fp>;
 
 fn ecdsa(c: &mut Criterion) {
     const DOMAIN: Domain = Domain::new("qvm/bench/v1");

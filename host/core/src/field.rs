@@ -132,6 +132,15 @@ impl Fp {
         Fp::from_wide(hi, lo)
     }
 
+    /// Reduces a product hi·2^128 + lo of two elements.
+    #[inline]
+    fn from_wide(hi: u128, lo: u128) -> Fp {
+        // x = hi·2^128 + lo ≡ 2·hi + lo (mod p), since 2^128 ≡ 2. hi < 2^126, so the sum
+        // below stays under 2^128.
+        let s = (hi << 1) + reduce_u128(lo);
+        Fp(reduce_once(reduce_u128(s)))
+    }
+
     /// `self^e`, by a fixed 128-step square-and-multiply ladder whose running time does not
     /// depend on `self` (the exponent is public in every use here).
     pub fn pow(self, e: u128) -> Fp {
@@ -211,17 +220,6 @@ pub fn batch_inverse(values: &mut [Fp]) -> Result<()> {
         inv = next;
     }
     Ok(())
-}
-
-impl Fp {
-    /// Reduces a product hi·2^128 + lo of two elements.
-    #[inline]
-    fn from_wide(hi: u128, lo: u128) -> Fp {
-        // x = hi·2^128 + lo ≡ 2·hi + lo (mod p), since 2^128 ≡ 2. hi < 2^126, so the sum
-        // below stays under 2^128.
-        let s = (hi << 1) + reduce_u128(lo);
-        Fp(reduce_once(reduce_u128(s)))
-    }
 }
 
 /// Square roots of many elements in place: each becomes the root [`Fp::sqrt`] gives, or

@@ -114,10 +114,11 @@ pub fn share<R: RngCore + CryptoRng + ?Sized>(
     shares
 }
 
-/// (basis set, evaluation point).
-type CacheKey = (PartySet, u8);
+/// (basis set, evaluation point, whether the entry holds the coefficients' inverses).
+type CacheKey = (PartySet, u8, bool);
 
-/// A cache of Lagrange coefficients keyed by (basis set, evaluation point).
+/// A cache of Lagrange coefficients (and of their inverses) keyed by (basis set, evaluation
+/// point).
 ///
 /// Thread-safe; the number of distinct responder sets a committee sees is small, and the
 /// cache is cleared if it ever grows past [`Lagrange::CAPACITY`] entries.
@@ -150,22 +151,46 @@ impl Lagrange {
     /// in increasing order, so that f(x) = Σ λ_i(x) f(i) for every f of degree < |S|.
     /// `x = 0` gives the coefficients that reconstruct the secret.
     pub fn coefficients(&self, basis: PartySet, x: u8) -> Arc<[Fp]> {
-        let key = (basis, x);
+        match self.cached((basis, x, false), || {
+            Ok(compute_coefficients(basis, Fp::from(x)))
+        }) {
+            Ok(c) => c,
+            Err(_) => unreachable!("computing coefficients cannot fail"),
+        }
+    }
+
+    /// The inverses λ_i(x)⁻¹ of [`Lagrange::coefficients`] (output masks divide by
+    /// λ_i(0)). Fails with [`Error::ZeroInverse`] when `x` is a member of `basis`, where
+    /// the other members' coefficients are 0.
+    pub fn inverse_coefficients(&self, basis: PartySet, x: u8) -> Result<Arc<[Fp]>> {
+        self.cached((basis, x, true), || {
+            let mut c = self.coefficients(basis, x).to_vec();
+            batch_inverse(&mut c)?;
+            Ok(c)
+        })
+    }
+
+    /// The entry for `key`, computed and kept on a miss.
+    fn cached(
+        &self,
+        key: CacheKey,
+        compute: impl FnOnce() -> Result<Vec<Fp>>,
+    ) -> Result<Arc<[Fp]>> {
         if let Some(c) = self
             .cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return Arc::clone(c);
+            return Ok(Arc::clone(c));
         }
-        let coeffs: Arc<[Fp]> = compute_coefficients(basis, Fp::from(x)).into();
+        let values: Arc<[Fp]> = compute()?.into();
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= Self::CAPACITY {
             cache.clear();
         }
-        cache.insert(key, Arc::clone(&coeffs));
-        coeffs
+        cache.insert(key, Arc::clone(&values));
+        Ok(values)
     }
 
     /// Reconstructs the secret from at least t+1 shares of a degree-t sharing. With more
@@ -407,6 +432,29 @@ mod tests {
         assert!(ShamirParams::new(3, 3).is_err());
         assert!(ShamirParams::for_threshold(0, 3).is_err());
         assert!(ShamirParams::new(1, 65).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn inverse_coefficients_invert_the_coefficients() -> Result<()> {
+        let lagrange = Lagrange::new();
+        let basis: PartySet = [1, 3, 4]
+            .into_iter()
+            .map(PartyIndex::new)
+            .collect::<Result<_>>()?;
+        for x in [0u8, 2, 9] {
+            let coeffs = lagrange.coefficients(basis, x);
+            let inverses = lagrange.inverse_coefficients(basis, x)?;
+            assert_eq!(coeffs.len(), inverses.len());
+            for (c, i) in coeffs.iter().zip(inverses.iter()) {
+                assert_eq!(*c * *i, Fp::ONE);
+            }
+        }
+        // At a member's own point the other members' coefficients are 0.
+        assert_eq!(
+            lagrange.inverse_coefficients(basis, 3),
+            Err(Error::ZeroInverse)
+        );
         Ok(())
     }
 

@@ -8,8 +8,7 @@
 //! share on its own is uniformly random, so nothing about any custodian's share leaks,
 //! across any number of sessions (the PRF is keyed per session).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{LazyLock, RwLock};
+use std::collections::BTreeMap;
 
 use qvm_core::pairwise::PairwiseKey;
 use qvm_core::prf::{FieldPrf, PrfInput};
@@ -25,32 +24,15 @@ const MASK_SALT: &[u8] = b"qvm/output-mask/v1";
 /// PRF kind of output masks.
 const KIND_OUTPUT: u8 = 1;
 
-/// λ_i(0) over `members`, for member `me`.
-fn lagrange_at_zero(members: PartySet, me: PartyIndex) -> Result<Fp> {
-    let coeffs = Lagrange::shared().coefficients(members, 0);
+/// λ_i(0)⁻¹ over `members`, for member `me` (from the process-wide cache: every item of a
+/// batch is a session over the same members).
+fn lagrange_inverse_at_zero(members: PartySet, me: PartyIndex) -> Result<Fp> {
+    let inverses = Lagrange::shared().inverse_coefficients(members, 0)?;
     let pos = members
         .iter()
         .position(|p| p == me)
         .ok_or(Error::NotInSession(me))?;
-    Ok(coeffs[pos])
-}
-
-/// λ_i(0)⁻¹, remembered per (members, me): each item of a batch is its own session over
-/// the same members, and an inversion per item was a twentieth of a local-only item's work.
-fn lagrange_inverse_at_zero(members: PartySet, me: PartyIndex) -> Result<Fp> {
-    type Memo = RwLock<HashMap<(PartySet, PartyIndex), Fp>>;
-    static MEMO: LazyLock<Memo> = LazyLock::new(Memo::default);
-    let key = (members, me);
-    if let Some(v) = MEMO.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(*v);
-    }
-    let v = lagrange_at_zero(members, me)?.inverse()?;
-    let mut memo = MEMO.write().unwrap_or_else(|e| e.into_inner());
-    if memo.len() >= Lagrange::CAPACITY {
-        memo.clear();
-    }
-    memo.insert(key, v);
-    Ok(v)
+    Ok(inverses[pos])
 }
 
 /// Custodian `me`'s masked output shares y_i + m_i.
