@@ -188,6 +188,28 @@ fn a_batch_runs_in_the_rounds_of_one_evaluation() {
             assert_eq!(&o.raw, w, "{}", o.name);
         }
     }
+    // A local-only program's batch runs its inputs one after another in one instance at
+    // each custodian: no rounds, and each row still its input's own evaluation.
+    c.deploy_for(
+        "linear-score",
+        "analyst",
+        (1_000_000, 6_000, 1_000),
+        &["score"],
+    );
+    let p = c.program("linear_score");
+    let batch: Vec<_> = (0..7)
+        .map(|i| support::linear(i as f64 * 7.5 - 20.0))
+        .collect();
+    let many = c
+        .eval(&p, "analyst", batch.clone())
+        .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
+    assert_eq!(many.outputs.len(), 7);
+    assert_eq!(many.receipt.receipt.rounds, 0);
+    for (row, input) in many.outputs.iter().zip(&batch) {
+        let want = support::expected("linear-score", input);
+        assert_eq!(row.len(), 1);
+        assert_eq!(row[0].raw, want[0].1, "{}", row[0].name);
+    }
     // Through the CLI: a CSV file gives one output row per input.
     let csv = c.dir.path().join("applicants.csv");
     std::fs::write(
@@ -303,6 +325,10 @@ fn the_client_api_matches_its_openapi_description() {
         qvm::client::sign(&key.signing, &p, "analyst", vec![support::linear(0.0)]).expect("signs");
     let mut bad = good.clone();
     bad.request.nonce = vec![9; 16];
+    let canonical =
+        qvm::client::sign(&key.signing, &p, "analyst", vec![support::linear(1.0)]).expect("signs");
+    let canonical = qvm_core::encoding::to_canonical(&canonical).expect("encodes");
+    let binary = qvm_api::request::CANONICAL_MEDIA_TYPE;
     let calls: Vec<ApiCall> = vec![
         ("get", "/healthz", "/healthz".into(), None),
         ("get", "/metrics", "/metrics".into(), None),
@@ -344,6 +370,18 @@ fn the_client_api_matches_its_openapi_description() {
             "/v1/eval".into(),
             Some(("application/json", serde_json::to_vec(&bad).expect("json"))),
         ),
+        (
+            "post",
+            "/v1/eval",
+            "/v1/eval".into(),
+            Some((binary, canonical.clone())),
+        ),
+        (
+            "post",
+            "/v1/eval",
+            "/v1/eval".into(),
+            Some((binary, canonical[..canonical.len() - 3].to_vec())),
+        ),
     ];
     let mut seen = std::collections::HashSet::new();
     for (method, template, path, body) in calls {
@@ -352,6 +390,13 @@ fn the_client_api_matches_its_openapi_description() {
             Some((ct, b)) => http.post(&url).header("content-type", *ct).body(b.clone()),
             None => http.get(&url),
         };
+        if let Some((ct, _)) = &body {
+            let described = &doc["paths"][template][method]["requestBody"]["content"][*ct];
+            assert!(
+                described.is_object(),
+                "{method} {template}: {ct} is not described"
+            );
+        }
         let resp = c.rt.block_on(req.send()).expect("answers");
         let status = resp.status().as_u16().to_string();
         let is_json = resp.headers().get("content-type").is_some_and(|v| {
@@ -360,6 +405,21 @@ fn the_client_api_matches_its_openapi_description() {
                 .starts_with("application/json")
         });
         let text = c.rt.block_on(resp.text()).expect("body");
+        if let Some((ct, b)) = &body
+            && *ct == binary
+        {
+            // The canonical encoding evaluates; a truncated one is a clear client error.
+            let want = if b.len() == canonical.len() {
+                "200"
+            } else {
+                "400"
+            };
+            assert_eq!(status, want, "{text}");
+            assert!(
+                want == "200" || text.contains("malformed request"),
+                "{text}"
+            );
+        }
         let op = &doc["paths"][template][method];
         assert!(op.is_object(), "{method} {template} is not described");
         let mut response = op["responses"][&status].clone();

@@ -11,6 +11,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Error, RECEIPT, REQUEST};
 
+/// The media type of a [`SignedRequest`] in its canonical encoding (BCS, reals as their
+/// IEEE 754 bits): what `POST /v1/eval` takes besides JSON. A batch's inputs decode about
+/// twenty times faster than from JSON numbers.
+pub const CANONICAL_MEDIA_TYPE: &str = "application/x-qvm-canonical";
+
 /// A real number, exact to the bit in every encoding.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Real(pub f64);

@@ -1,5 +1,6 @@
-//! The coordinator's client API (JSON over HTTP/1.1 or HTTP/2). `openapi.yaml` beside this
-//! crate describes it; a test holds the server to it.
+//! The coordinator's client API (JSON over HTTP/1.1 or HTTP/2; a signed request may also
+//! come in its canonical encoding). `docs/openapi.json` describes it; a test holds the
+//! server to it.
 //!
 //! | method | path | |
 //! |---|---|---|
@@ -17,12 +18,12 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use qvm_api::request::SignedRequest;
+use qvm_api::request::{CANONICAL_MEDIA_TYPE, SignedRequest};
 use qvm_api::wire::{Refusal, RefusalKind};
-use qvm_core::encoding::Digest;
+use qvm_core::encoding::{Digest, from_canonical};
 use qvm_mpc::pool::PoolKind;
 use qvm_package::manifest::{CostSummary, Schema};
 use serde::{Deserialize, Serialize};
@@ -241,10 +242,19 @@ async fn program(
 
 async fn eval(
     State(c): State<Arc<Coordinator>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<EvalResponse>, JsonRefusal> {
-    let req: SignedRequest = serde_json::from_slice(&body)
-        .map_err(|e| Refusal::new(RefusalKind::InvalidInput, format!("malformed request: {e}")))?;
+    let canonical = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == CANONICAL_MEDIA_TYPE);
+    let req: SignedRequest = if canonical {
+        from_canonical(&body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+    .map_err(|e| Refusal::new(RefusalKind::InvalidInput, format!("malformed request: {e}")))?;
     Ok(Json(c.evaluate(req).await?))
 }
 

@@ -25,11 +25,11 @@ use crate::node::{Node, internal};
 /// How long a session waits for the coordinator's next round.
 const ROUND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// An item's link to the combiner.
+/// An item's link to the combiner (none for a local-only program's items, which run
+/// without rounds).
 pub struct ItemLink {
     item: u32,
-    to_combiner: mpsc::Sender<ItemReport>,
-    from_combiner: mpsc::Receiver<OpenedMsg>,
+    combiner: Option<(mpsc::Sender<ItemReport>, mpsc::Receiver<OpenedMsg>)>,
 }
 
 /// An item's granted outputs' layout and its masked output message.
@@ -44,11 +44,16 @@ impl Transport for ItemLink {
     fn exchange(&mut self, msg: ShareMsg) -> BoxFuture<'_, Result<OpenedMsg, BackendError>> {
         Box::pin(async move {
             let gone = || BackendError::Interaction("the session ended".into());
-            self.to_combiner
+            let Some((to_combiner, from_combiner)) = &mut self.combiner else {
+                return Err(BackendError::Interaction(
+                    "the package declares a local-only program, which has no rounds".into(),
+                ));
+            };
+            to_combiner
                 .send(ItemReport::Round(self.item, msg))
                 .await
                 .map_err(|_| gone())?;
-            self.from_combiner.recv().await.ok_or_else(gone)
+            from_combiner.recv().await.ok_or_else(gone)
         })
     }
 }
@@ -174,11 +179,7 @@ fn spawn_items(
     event_tx: mpsc::Sender<Result<SessionEvent, Refusal>>,
 ) -> Result<(), Refusal> {
     let t = &start.ticket.ticket;
-    let items = t.items as usize;
-    let (report_tx, report_rx) = mpsc::channel(items.max(1) * 2);
-    let granted: Vec<String> = admitted.identity.outputs.clone();
-    let mut to_items = Vec::with_capacity(items);
-    let mut sessions = Vec::with_capacity(items);
+    let mut sessions = Vec::with_capacity(t.items as usize);
     for (b, material) in admitted.materials.into_iter().enumerate() {
         let item_session = t
             .item_session(b as u32)
@@ -192,59 +193,146 @@ fn spawn_items(
             .map_err(|e| internal(e.to_string()))?;
         sessions.push((item_session, mpc));
     }
-    for ((b, (item_session, mpc)), input) in sessions
-        .into_iter()
-        .enumerate()
-        .zip(&start.request.request.inputs)
-    {
+    let ending = Ending {
+        node: Arc::clone(node),
+        session: t.session,
+        seal_to: admitted
+            .identity
+            .reveal_to_client
+            .then_some(start.request.request.reveal_to)
+            .flatten(),
+        granted: admitted.identity.outputs.clone(),
+        events: event_tx,
+    };
+    let inputs = &start.request.request.inputs;
+    if !admitted.active.manifest.cost.interactive {
+        let items = sessions
+            .into_iter()
+            .zip(inputs)
+            .enumerate()
+            .map(|(b, ((_, mpc), input))| {
+                let link = ItemLink {
+                    item: b as u32,
+                    combiner: None,
+                };
+                let secrets = Arc::clone(&admitted.active.secrets);
+                (MpcBackend::new(mpc, secrets, link), to_fields(input))
+            })
+            .collect();
+        tokio::spawn(run_local(admitted.active, items, ending));
+        return Ok(());
+    }
+    let (report_tx, report_rx) = mpsc::channel(sessions.len().max(1) * 2);
+    let mut to_items = Vec::with_capacity(sessions.len());
+    for ((b, (item_session, mpc)), input) in sessions.into_iter().enumerate().zip(inputs) {
         let (tx, rx) = mpsc::channel(1);
         to_items.push((item_session, tx));
         let link = ItemLink {
             item: b as u32,
-            to_combiner: report_tx.clone(),
-            from_combiner: rx,
+            combiner: Some((report_tx.clone(), rx)),
         };
         let secrets = Arc::clone(&admitted.active.secrets);
         let backend = MpcBackend::new(mpc, secrets, link);
         let (rt, program) = (Arc::clone(&node.runtime), admitted.active.program.clone());
-        let (fields, granted, reports) = (to_fields(input), granted.clone(), report_tx.clone());
+        let (fields, granted) = (to_fields(input), ending.granted.clone());
+        let reports = report_tx.clone();
         tokio::spawn(async move {
-            let t = std::time::Instant::now();
             let (result, mut backend) = rt.run(&program, backend, fields).await;
-            tracing::debug!(run_us = t.elapsed().as_micros() as u64, "instance ran");
             let done = match result {
-                Ok(outputs) => {
-                    let chosen: Vec<&(String, SharedVec)> = outputs
-                        .iter()
-                        .filter(|(n, _)| granted.contains(n))
-                        .collect();
-                    let layout = chosen
-                        .iter()
-                        .map(|(n, v)| (n.clone(), v.len() as u32))
-                        .collect();
-                    let vecs: Vec<&SharedVec> = chosen.iter().map(|(_, v)| v).collect();
-                    backend
-                        .session_mut()
-                        .output_message(&vecs)
-                        .map(|m| (layout, m))
-                        .map_err(|e| e.to_string())
-                }
+                Ok(outputs) => deliver(&outputs, &granted, &mut backend),
                 Err(e) => Err(e.to_string()),
             };
             let _ = reports.send(ItemReport::Done(b as u32, done)).await;
         });
     }
     drop(report_tx);
-    let node = Arc::clone(node);
-    let seal_to = admitted
-        .identity
-        .reveal_to_client
-        .then_some(start.request.request.reveal_to)
-        .flatten();
-    tokio::spawn(combine(
-        node, t.session, seal_to, to_items, report_rx, round_rx, event_tx,
-    ));
+    tokio::spawn(combine(ending, to_items, report_rx, round_rx));
     Ok(())
+}
+
+/// An item's masked shares of the outputs its identity is granted, and their layout.
+fn deliver(
+    outputs: &[(String, SharedVec)],
+    granted: &[String],
+    backend: &mut MpcBackend<ItemLink>,
+) -> Result<Delivered, String> {
+    let chosen: Vec<&(String, SharedVec)> = outputs
+        .iter()
+        .filter(|(n, _)| granted.contains(n))
+        .collect();
+    let layout = chosen
+        .iter()
+        .map(|(n, v)| (n.clone(), v.len() as u32))
+        .collect();
+    let vecs: Vec<&SharedVec> = chosen.iter().map(|(_, v)| v).collect();
+    backend
+        .session_mut()
+        .output_message(&vecs)
+        .map(|m| (layout, m))
+        .map_err(|e| e.to_string())
+}
+
+/// Runs a local-only program's items one after another in one instance: no rounds.
+async fn run_local(
+    active: Arc<crate::node::Active>,
+    items: Vec<(MpcBackend<ItemLink>, Vec<Field>)>,
+    ending: Ending,
+) {
+    let rt = Arc::clone(&ending.node.runtime);
+    let outcome = match rt.run_each(&active.program, items).await {
+        Ok(ran) => ran
+            .into_iter()
+            .enumerate()
+            .map(|(b, (outputs, mut backend))| {
+                deliver(&outputs, &ending.granted, &mut backend)
+                    .map_err(|e| format!("item {b}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>(),
+        Err(f) => Err(format!("item {}: {}", f.index, f.error)),
+    };
+    let outcome = match outcome {
+        Ok(done) => ending.delivery(done),
+        Err(e) => Err(Refusal::new(RefusalKind::SessionFailed, e)),
+    };
+    ending.end(outcome).await;
+}
+
+/// How a session ends, whichever way it ran: its outputs delivered (or sealed to the
+/// client), the metrics, and the last event for the coordinator.
+struct Ending {
+    node: Arc<Node>,
+    session: Digest,
+    seal_to: Option<qvm_core::pairwise::KeyAgreementPublic>,
+    granted: Vec<String>,
+    events: mpsc::Sender<Result<SessionEvent, Refusal>>,
+}
+
+impl Ending {
+    /// The delivery of every item's outputs, in the clear for the coordinator or sealed.
+    fn delivery(&self, done: Vec<Delivered>) -> Result<SessionEvent, Refusal> {
+        let mut items = Vec::with_capacity(done.len());
+        let mut layout = Vec::new();
+        for (l, m) in done {
+            layout = l;
+            items.push(m);
+        }
+        let delivery = Delivery { layout, items };
+        match &self.seal_to {
+            Some(to) => seal(&self.node, &self.session, to, &delivery),
+            None => Ok(SessionEvent::Done(delivery)),
+        }
+    }
+
+    async fn end(self, outcome: Result<SessionEvent, Refusal>) {
+        match &outcome {
+            Ok(_) => self.node.metrics.session_done(),
+            Err(r) => {
+                self.node.metrics.refused(r.kind);
+                tracing::warn!(node = %self.node.name, session = %self.session, reason = %r.message, "session failed");
+            }
+        }
+        let _ = self.events.send(outcome).await;
+    }
 }
 
 /// Seals a delivery to the client (outputs the coordinator must not see).
@@ -263,15 +351,11 @@ fn seal(
 }
 
 /// Gathers the items' round messages into one event per round and routes the openings.
-#[allow(clippy::too_many_arguments)]
 async fn combine(
-    node: Arc<Node>,
-    session: Digest,
-    seal_to: Option<qvm_core::pairwise::KeyAgreementPublic>,
+    ending: Ending,
     to_items: Vec<(Digest, mpsc::Sender<OpenedMsg>)>,
     mut reports: mpsc::Receiver<ItemReport>,
     mut rounds: mpsc::Receiver<RoundInput>,
-    events: mpsc::Sender<Result<SessionEvent, Refusal>>,
 ) {
     let n = to_items.len();
     let mut running: Vec<bool> = vec![true; n];
@@ -306,27 +390,17 @@ async fn combine(
             break fail(e);
         }
         if msgs.is_empty() {
-            let mut items = Vec::with_capacity(n);
-            let mut layout = Vec::new();
-            for d in done.iter_mut() {
-                match d.take() {
-                    Some((l, m)) => {
-                        layout = l;
-                        items.push(m);
-                    }
-                    None => break,
-                }
+            match done
+                .iter_mut()
+                .map(Option::take)
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(done) => break ending.delivery(done),
+                None => break fail("an item produced no output".into()),
             }
-            if items.len() != n {
-                break fail("an item produced no output".into());
-            }
-            let delivery = Delivery { layout, items };
-            break match &seal_to {
-                Some(to) => seal(&node, &session, to, &delivery),
-                None => Ok(SessionEvent::Done(delivery)),
-            };
         }
-        if events
+        if ending
+            .events
             .send(Ok(SessionEvent::Round(msgs.into_values().collect())))
             .await
             .is_err()
@@ -337,8 +411,8 @@ async fn combine(
         let input = match tokio::time::timeout(ROUND_WAIT, rounds.recv()).await {
             Ok(Some(input)) => input,
             _ => {
-                node.sessions.remove(&session);
-                tracing::warn!(node = %node.name, session = %session, "abandoned by the coordinator");
+                ending.node.sessions.remove(&ending.session);
+                tracing::warn!(node = %ending.node.name, session = %ending.session, "abandoned by the coordinator");
                 return;
             }
         };
@@ -348,7 +422,8 @@ async fn combine(
                     let _ = tx.send(opened).await;
                 }
                 None => {
-                    let _ = events
+                    let _ = ending
+                        .events
                         .send(fail("an opening for an unknown item".into()))
                         .await;
                     return;
@@ -356,12 +431,5 @@ async fn combine(
             }
         }
     };
-    match &outcome {
-        Ok(_) => node.metrics.session_done(),
-        Err(r) => {
-            node.metrics.refused(r.kind);
-            tracing::warn!(node = %node.name, session = %session, reason = %r.message, "session failed");
-        }
-    }
-    let _ = events.send(outcome).await;
+    ending.end(outcome).await;
 }

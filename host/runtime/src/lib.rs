@@ -126,6 +126,25 @@ impl<B: Backend + 'static> core::fmt::Debug for Program<B> {
 /// The result of a run: named output vectors (the backend's shares or plain values).
 pub type Outputs = Vec<(String, SharedVec)>;
 
+/// The input of [`Runtime::run_each`] that failed, why, and its backend.
+pub struct ItemFailure<B> {
+    /// Its position among the inputs.
+    pub index: usize,
+    /// What went wrong.
+    pub error: RuntimeError,
+    /// The backend it ran with.
+    pub backend: B,
+}
+
+impl<B> core::fmt::Debug for ItemFailure<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ItemFailure")
+            .field("index", &self.index)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Ticks the engine's epoch until dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
@@ -269,6 +288,86 @@ impl<B: Backend + 'static> Runtime<B> {
         (result.and_then(|r| r), store.into_data().host.backend)
     }
 
+    /// Runs `program` on each input in turn, in one instance, each input with its own
+    /// backend (a fresh handle table, fuel and deadline per input), and stops at the first
+    /// failure. For the inputs of one batch request of a program without interactive
+    /// operations: instantiating and tearing down an instance per input was most of such
+    /// an input's cost, and sequential runs lose nothing when no input waits for rounds.
+    /// The inputs all come from one client, so whatever a program keeps in its memory
+    /// between runs stays within that client's request.
+    pub async fn run_each(
+        &self,
+        program: &Program<B>,
+        items: Vec<(B, Vec<bindings::Field>)>,
+    ) -> Result<Vec<(Outputs, B)>, ItemFailure<B>> {
+        let mut pending = items.into_iter().enumerate();
+        let Some((_, (backend, mut input))) = pending.next() else {
+            return Ok(Vec::new());
+        };
+        let mut done = Vec::with_capacity(pending.len() + 1);
+        let mut store = Store::new(&self.engine, StoreData::new(backend, self.limits));
+        store.limiter(|s| &mut s.limiter);
+        let instance = match self.fresh_budget(&mut store) {
+            Ok(()) => program.pre.instantiate_async(&mut store).await,
+            Err(e) => Err(e),
+        };
+        let instance = match instance {
+            Ok(i) => i,
+            Err(e) => return Err(self.item_failed(0, store, e)),
+        };
+        let mut index = 0;
+        loop {
+            let result = match self.fresh_budget(&mut store) {
+                Ok(()) => self.call(&mut store, &instance, &input).await,
+                Err(e) => Err(e),
+            };
+            let outputs = match result {
+                Ok(Ok(outputs)) => outputs,
+                Ok(Err(error)) => {
+                    let backend = store.into_data().host.backend;
+                    return Err(ItemFailure {
+                        index,
+                        error,
+                        backend,
+                    });
+                }
+                Err(e) => return Err(self.item_failed(index, store, e)),
+            };
+            let Some((next_index, (backend, next))) = pending.next() else {
+                done.push((outputs, store.into_data().host.backend));
+                return Ok(done);
+            };
+            let fresh = HostState::new(backend, self.limits);
+            let used = core::mem::replace(&mut store.data_mut().host, fresh);
+            done.push((outputs, used.backend));
+            (index, input) = (next_index, next);
+        }
+    }
+
+    /// Fuel and an epoch deadline for one run.
+    fn fresh_budget(&self, store: &mut Store<StoreData<B>>) -> wasmtime::Result<()> {
+        store.set_fuel(self.limits.fuel)?;
+        let ticks = (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        Ok(())
+    }
+
+    fn item_failed(
+        &self,
+        index: usize,
+        store: Store<StoreData<B>>,
+        e: wasmtime::Error,
+    ) -> ItemFailure<B> {
+        let error = classify(e, store.data(), self.limits);
+        let backend = store.into_data().host.backend;
+        ItemFailure {
+            index,
+            error,
+            backend,
+        }
+    }
+
     async fn run_in(
         &self,
         store: &mut Store<StoreData<B>>,
@@ -276,12 +375,19 @@ impl<B: Backend + 'static> Runtime<B> {
         input: Vec<bindings::Field>,
     ) -> wasmtime::Result<Result<Outputs, RuntimeError>> {
         store.limiter(|s| &mut s.limiter);
-        store.set_fuel(self.limits.fuel)?;
-        let ticks = (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        self.fresh_budget(store)?;
         let instance = program.pre.instantiate_async(&mut *store).await?;
-        let outputs = match instance.call_run(&mut *store, &input).await? {
+        self.call(store, &instance, &input).await
+    }
+
+    /// One call of the `run` export, its outputs taken out of the handle table.
+    async fn call(
+        &self,
+        store: &mut Store<StoreData<B>>,
+        instance: &bindings::Program,
+        input: &[bindings::Field],
+    ) -> wasmtime::Result<Result<Outputs, RuntimeError>> {
+        let outputs = match instance.call_run(&mut *store, input).await? {
             Ok(outputs) => outputs,
             Err(e) => return Ok(Err(RuntimeError::Program(program_error(e)))),
         };

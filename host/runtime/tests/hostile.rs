@@ -212,3 +212,65 @@ async fn an_import_outside_the_world_is_refused_at_load() {
     ));
     still_serving(&rt).await;
 }
+
+/// Counts to a million (about 8 million fuel) and returns no outputs.
+const COUNT: &str = r#"(func (export "run") (param i32 i32) (result i32)
+     (local $i i32)
+     (loop $l
+       (local.set $i (i32.add (local.get $i) (i32.const 1)))
+       (br_if $l (i32.lt_u (local.get $i) (i32.const 1000000))))
+     (i32.store8 (i32.const 160) (i32.const 0))
+     (i32.store (i32.const 164) (i32.const 0))
+     (i32.store (i32.const 168) (i32.const 0))
+     (i32.const 160))"#;
+
+fn fuel_runtime(fuel: u64) -> Runtime<PlaintextBackend> {
+    plaintext_runtime(RuntimeConfig {
+        limits: Limits {
+            fuel,
+            ..small_limits()
+        },
+        cache_dir: None,
+    })
+}
+
+#[tokio::test]
+async fn inputs_in_one_instance_each_get_the_whole_fuel() {
+    // The program needs more than 6 million fuel: it fails on that budget...
+    let rt = fuel_runtime(6_000_000);
+    let program = rt.load(&component(&module(COUNT), None)).expect("loads");
+    let (result, _) = rt.run(&program, backend_with_w(&[1]), Vec::new()).await;
+    assert!(
+        matches!(result, Err(RuntimeError::OutOfFuel(_))),
+        "{result:?}"
+    );
+    // ...and three runs in one instance on 12 million each succeed (together they need
+    // twice that).
+    let rt = fuel_runtime(12_000_000);
+    let program = rt.load(&component(&module(COUNT), None)).expect("loads");
+    let items = (0..3).map(|_| (backend_with_w(&[1]), Vec::new())).collect();
+    let ran = rt
+        .run_each(&program, items)
+        .await
+        .expect("each has its fuel");
+    assert_eq!(ran.len(), 3);
+}
+
+#[tokio::test]
+async fn a_hostile_input_in_one_instance_ends_the_batch_with_its_index() {
+    let rt = runtime();
+    let program = rt
+        .load(&component(
+            &module(r#"(func (export "run") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 0))"#),
+            None,
+        ))
+        .expect("loads");
+    let items = (0..3).map(|_| (backend_with_w(&[1]), Vec::new())).collect();
+    let failure = rt.run_each(&program, items).await.expect_err("out of fuel");
+    assert_eq!(failure.index, 0);
+    assert!(
+        matches!(failure.error, RuntimeError::OutOfFuel(_)),
+        "{failure:?}"
+    );
+    still_serving(&rt).await;
+}

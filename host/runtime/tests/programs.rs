@@ -96,8 +96,15 @@ async fn compiled_components_are_cached_on_disk() {
                         .map(|e| match e.path() {
                             p if p.is_dir() => walk(&p),
                             // The cache's worker keeps usage statistics beside the
-                            // artifacts, in the background: those are not artifacts.
+                            // artifacts and takes a cleanup lock file, in the
+                            // background: those are not artifacts.
                             p if p.extension().is_some_and(|x| x == "stats") => 0,
+                            p if p
+                                .file_name()
+                                .is_some_and(|n| n.to_string_lossy().contains(".wip")) =>
+                            {
+                                0
+                            }
                             _ => 1,
                         })
                         .sum()
@@ -123,4 +130,48 @@ async fn compiled_components_are_cached_on_disk() {
     let (result, _) = rt.run(&program, backend_with_w(&[2]), Vec::new()).await;
     assert_eq!(result.expect("runs")[0].1.as_slice(), &[Fp::from(6u64)]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn inputs_run_in_one_instance_equal_separate_runs() {
+    let rt = plaintext_runtime(RuntimeConfig::default());
+    let program = rt.load(&component(&module(SQUARE), None)).expect("loads");
+    let ws: [&[i64]; 4] = [&[3, -2], &[0], &[1 << 20, 5, -7], &[-1]];
+    let items = ws.iter().map(|w| (backend_with_w(w), Vec::new())).collect();
+    let ran = rt
+        .run_each(&program, items)
+        .await
+        .expect("every input runs");
+    assert_eq!(ran.len(), ws.len());
+    for (w, (outputs, _)) in ws.iter().zip(&ran) {
+        let (alone, _) = rt.run(&program, backend_with_w(w), Vec::new()).await;
+        assert_eq!(outputs, &alone.expect("runs alone"));
+    }
+    assert!(
+        rt.run_each(&program, Vec::new())
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn one_instance_stops_at_the_first_failing_input() {
+    let rt = plaintext_runtime(RuntimeConfig::default());
+    let program = rt.load(&component(&module(SQUARE), None)).expect("loads");
+    let missing = qvm_runtime::PlaintextBackend::new(HashMap::new(), 0);
+    let items = vec![
+        (backend_with_w(&[1]), Vec::new()),
+        (missing, Vec::new()),
+        (backend_with_w(&[2]), Vec::new()),
+    ];
+    let failure = rt
+        .run_each(&program, items)
+        .await
+        .expect_err("input 1 fails");
+    assert_eq!(failure.index, 1);
+    assert!(
+        matches!(&failure.error, RuntimeError::Program(m) if m.contains("UnknownSecret")),
+        "{failure:?}"
+    );
 }
