@@ -373,7 +373,12 @@ impl Coordinator {
         let mut next = ledger.clone();
         let grant = next
             .allocate(m.cost.multiplications * items, m.cost.random_bits * items)
-            .map_err(|e| refuse(RefusalKind::PoolDry, format!("{e}; interactive programs wait for the offline phase (2K − 1 custodians up)")))?;
+            .map_err(|e| {
+                refuse(
+                    RefusalKind::PoolDry,
+                    format!("{e}; the offline phase refills it in the background"),
+                )
+            })?;
         let (sequence, previous) = store::chain_head(&self.store(), &r.program, &r.identity)?
             .map_or((1, Digest::default()), |(s, h)| (s + 1, h));
         let mut session = [0u8; 32];
