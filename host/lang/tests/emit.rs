@@ -202,3 +202,45 @@ fn the_same_source_gives_the_same_bytes() {
         assert_eq!(a, b, "{name}");
     }
 }
+
+/// A batch run in one instance (`Runtime::run_each`) of inputs that together outgrow the
+/// memory limit: the emitted guest's heap only grows (it bump-allocates each input), so
+/// the host starts a fresh instance past half the limit, and every input that fits alone
+/// fits in the batch, with the result of its own run.
+#[tokio::test]
+async fn a_batch_of_large_inputs_outgrowing_one_instance_still_runs() {
+    let n = 20_000;
+    let source = format!(
+        "program wide(scale = 8)\ninput xs: fixed[{n}] in [-10.0, 10.0]\n\
+         secret ws: fixed[{n}] in [-10.0, 10.0]\noutput y = dot(ws, xs)\n"
+    );
+    let ir = compile_ir(&source).expect("compiles");
+    let rt: Runtime<PlaintextBackend> = Runtime::new(RuntimeConfig {
+        limits: qvm_runtime::Limits {
+            memory_bytes: 4 << 20,
+            ..qvm_runtime::Limits::default()
+        },
+        cache_dir: None,
+    })
+    .expect("runtime");
+    let program = rt.load(&emit(&ir).expect("emits")).expect("loads");
+    let ws: Vec<Fp> = (0..n).map(|i| Fp::from((i % 7) as i64 - 3)).collect();
+    let backend = || PlaintextBackend::new(HashMap::from([("ws".to_string(), ws.clone())]), 3);
+    let input = |b: usize| {
+        vec![Field {
+            name: "xs".into(),
+            value: Value::Reals((0..n).map(|i| ((i + b) % 5) as f64 - 2.0).collect()),
+        }]
+    };
+    // 40 inputs of 160 KB each: 6.4 MB through a 4 MiB instance.
+    let items = (0..40).map(|b| (backend(), input(b))).collect();
+    let ran = rt
+        .run_each(&program, items)
+        .await
+        .expect("every input runs");
+    assert_eq!(ran.len(), 40);
+    for (b, (outputs, _)) in ran.iter().enumerate().step_by(13) {
+        let (alone, _) = rt.run(&program, backend(), input(b)).await;
+        assert_eq!(outputs, &alone.expect("runs alone"), "input {b}");
+    }
+}

@@ -305,15 +305,9 @@ impl<B: Backend + 'static> Runtime<B> {
             return Ok(Vec::new());
         };
         let mut done = Vec::with_capacity(pending.len() + 1);
-        let mut store = Store::new(&self.engine, StoreData::new(backend, self.limits));
-        store.limiter(|s| &mut s.limiter);
-        let instance = match self.fresh_budget(&mut store) {
-            Ok(()) => program.pre.instantiate_async(&mut store).await,
-            Err(e) => Err(e),
-        };
-        let instance = match instance {
-            Ok(i) => i,
-            Err(e) => return Err(self.item_failed(0, store, e)),
+        let (mut store, mut instance) = match self.instantiate(program, backend).await {
+            Ok(ready) => ready,
+            Err((store, e)) => return Err(self.item_failed(0, store, e)),
         };
         let mut index = 0;
         loop {
@@ -337,10 +331,41 @@ impl<B: Backend + 'static> Runtime<B> {
                 done.push((outputs, store.into_data().host.backend));
                 return Ok(done);
             };
-            let fresh = HostState::new(backend, self.limits);
-            let used = core::mem::replace(&mut store.data_mut().host, fresh);
-            done.push((outputs, used.backend));
+            if store.data().limiter.memory_bytes > self.limits.memory_bytes / 2 {
+                // A heap that only grows (the compiler's guests bump-allocate their input
+                // and never free) would carry every input into the next run: past half
+                // the limit, the next input gets a fresh instance, so an input that fits
+                // alone fits in a batch too.
+                done.push((outputs, store.into_data().host.backend));
+                (store, instance) = match self.instantiate(program, backend).await {
+                    Ok(ready) => ready,
+                    Err((store, e)) => return Err(self.item_failed(next_index, store, e)),
+                };
+            } else {
+                let fresh = HostState::new(backend, self.limits);
+                let used = core::mem::replace(&mut store.data_mut().host, fresh);
+                done.push((outputs, used.backend));
+            }
             (index, input) = (next_index, next);
+        }
+    }
+
+    /// A store for `backend` with `program` instantiated in it.
+    async fn instantiate(
+        &self,
+        program: &Program<B>,
+        backend: B,
+    ) -> Result<(Store<StoreData<B>>, bindings::Program), (Store<StoreData<B>>, wasmtime::Error)>
+    {
+        let mut store = Store::new(&self.engine, StoreData::new(backend, self.limits));
+        store.limiter(|s| &mut s.limiter);
+        let instance = match self.fresh_budget(&mut store) {
+            Ok(()) => program.pre.instantiate_async(&mut store).await,
+            Err(e) => Err(e),
+        };
+        match instance {
+            Ok(instance) => Ok((store, instance)),
+            Err(e) => Err((store, e)),
         }
     }
 
@@ -461,6 +486,7 @@ impl<B: Backend> StoreData<B> {
             limiter: Limiter {
                 limits,
                 tripped: false,
+                memory_bytes: 0,
             },
         }
     }
@@ -470,6 +496,8 @@ impl<B: Backend> StoreData<B> {
 struct Limiter {
     limits: Limits,
     tripped: bool,
+    /// The largest linear memory granted so far, bytes.
+    memory_bytes: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -486,6 +514,7 @@ impl ResourceLimiter for Limiter {
                 self.limits.memory_bytes
             )));
         }
+        self.memory_bytes = self.memory_bytes.max(desired);
         Ok(true)
     }
 
