@@ -512,3 +512,36 @@ fn outputs_sealed_to_the_client_never_reach_the_coordinator() {
         qvm_api::wire::RefusalKind::InvalidInput,
     );
 }
+
+#[test]
+fn qvm_bench_loads_a_cluster_and_reports_what_it_served() {
+    let c = Live::up_cli(2, 3);
+    for (program, batch, rounds) in [("linear-score", "1", 0), ("credit-score", "10", 7)] {
+        let (code, out, err) = support::qvm(&[
+            "bench",
+            "--cluster",
+            c.path(),
+            "--program",
+            program,
+            "--batch",
+            batch,
+            "--concurrency",
+            "2",
+            "--seconds",
+            "1",
+        ]);
+        assert_eq!(code, 0, "{program}: {out}{err}{}", c.logs());
+        let served: f64 = out
+            .split(" evaluations/s")
+            .next()
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{program}: no throughput in {out}"));
+        assert!(served > 0.0, "{program}: {out}");
+        assert!(
+            out.contains(&format!("; {rounds} rounds per request")),
+            "{program}: {out}"
+        );
+        assert!(out.contains("; 0 errors;"), "{program}: {out}");
+    }
+}
