@@ -183,7 +183,8 @@ impl Refusal {
 /// A coordinator's control message to one custodian.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Control {
-    /// The custodian it is for (a message for another is refused).
+    /// The custodian it is for (a message for another is refused), or
+    /// [`EVERY_CUSTODIAN`] for a batch record, which every custodian stores alike.
     pub to: u8,
     /// The committee.
     pub committee: Digest,
@@ -245,8 +246,13 @@ impl Control {
     }
 }
 
+/// The address of a control message for every custodian: only a batch record, the same
+/// for all, is sent so — one signature over its 131 KB instead of one per custodian.
+pub const EVERY_CUSTODIAN: u8 = 0;
+
 impl SignedControl {
-    /// Checks the signature and that it is for custodian `me` of `committee`.
+    /// Checks the signature and that it is for custodian `me` of `committee` (or, for a
+    /// batch record, for every custodian).
     pub fn open(
         &self,
         coordinator: &VerifyingKey,
@@ -256,7 +262,10 @@ impl SignedControl {
         coordinator
             .verify(CONTROL, &self.control, &self.signature)
             .map_err(|_| Refusal::new(RefusalKind::BadControl, "not signed by the coordinator"))?;
-        if self.control.to != me || &self.control.committee != committee {
+        let for_me = self.control.to == me
+            || (self.control.to == EVERY_CUSTODIAN
+                && matches!(self.control.body, ControlBody::BatchRecord { .. }));
+        if !for_me || &self.control.committee != committee {
             return Err(Refusal::new(
                 RefusalKind::BadControl,
                 "the message is for another custodian or committee",
@@ -305,4 +314,57 @@ pub struct Proposal {
     /// The package file.
     #[serde(with = "qvm_core::encoding::bytes_serde")]
     pub package: Vec<u8>,
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+    use qvm_mpc::offline::BatchSpec;
+
+    fn signed(to: u8, body: ControlBody, key: &SigningKey) -> SignedControl {
+        Control {
+            to,
+            committee: Digest::from_bytes([7; 32]),
+            body,
+        }
+        .sign(key)
+        .expect("signs")
+    }
+
+    #[test]
+    fn only_a_batch_record_may_be_addressed_to_every_custodian() {
+        let key = SigningKey::generate(&mut rand_core::OsRng);
+        let vk = key.verifying_key();
+        let committee = Digest::from_bytes([7; 32]);
+        let record = ControlBody::BatchRecord {
+            record: BatchRecord {
+                spec: BatchSpec {
+                    id: Digest::from_bytes([1; 32]),
+                    kind: PoolKind::Triples,
+                    count: 1,
+                    start: 0,
+                },
+                public: vec![qvm_core::Fp::ONE],
+            },
+        };
+        for me in [1, 2, 5] {
+            assert!(
+                signed(EVERY_CUSTODIAN, record.clone(), &key)
+                    .open(&vk, me, &committee)
+                    .is_ok()
+            );
+        }
+        let deal = ControlBody::SetupDeal { epoch: 1 };
+        let err = signed(EVERY_CUSTODIAN, deal.clone(), &key)
+            .open(&vk, 1, &committee)
+            .expect_err("a setup message names its custodian");
+        assert_eq!(err.kind, RefusalKind::BadControl);
+        assert!(
+            signed(1, deal.clone(), &key)
+                .open(&vk, 1, &committee)
+                .is_ok()
+        );
+        assert!(signed(2, deal, &key).open(&vk, 1, &committee).is_err());
+        assert!(signed(2, record, &key).open(&vk, 1, &committee).is_err());
+    }
 }

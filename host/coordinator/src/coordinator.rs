@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use qvm_api::audit::Event;
-use qvm_api::wire::{Control, ControlBody, Health, Proposal, Refusal, RefusalKind, pool_slot};
+use qvm_api::wire::{
+    Control, ControlBody, EVERY_CUSTODIAN, Health, Proposal, Refusal, RefusalKind, pool_slot,
+};
 use qvm_core::encoding::Digest;
 use qvm_core::prss::setup::SealedPrssKey;
 use qvm_core::{PartyIndex, PartySet};
@@ -707,13 +709,14 @@ impl Coordinator {
         let (record, count) =
             qvm_node::blocking_here(|| self.open_batch(kind, king, answers, start))?;
         let t_open = t0.elapsed();
-        // Members finish; the others catch up from the record.
+        // Members finish; the others catch up from the record. One message for all: each
+        // signature hashes the whole record.
+        let msg = self.control(EVERY_CUSTODIAN, ControlBody::BatchRecord { record })?;
+        let msg = &msg;
         let sends = self.custodians.iter().map(|c| {
-            let record = record.clone();
             async move {
-                let msg = self.control(c.index.get(), ControlBody::BatchRecord { record })?;
                 c.peer
-                    .post::<_, ()>("/v1/control", &msg, CONTROL_DEADLINE)
+                    .post::<_, ()>("/v1/control", msg, CONTROL_DEADLINE)
                     .await
                     .map_err(call)?;
                 // Its pool now ends after this batch (the next health report says so too).
