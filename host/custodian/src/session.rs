@@ -6,6 +6,10 @@
 //! `Done`); in between, the instances wait inside their interactive host calls. A
 //! *combiner* task gathers each round's messages from the running items, hands them to
 //! the waiting HTTP handler, and routes the king's openings back.
+//!
+//! A local-only program (no rounds) runs its batch's items one after another in one
+//! instance instead (`Runtime::run_each`): instantiating per item was most of an item's
+//! work there, and no item waits for another.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
