@@ -151,12 +151,10 @@ impl Lagrange {
     /// in increasing order, so that f(x) = Σ λ_i(x) f(i) for every f of degree < |S|.
     /// `x = 0` gives the coefficients that reconstruct the secret.
     pub fn coefficients(&self, basis: PartySet, x: u8) -> Arc<[Fp]> {
-        match self.cached((basis, x, false), || {
-            Ok(compute_coefficients(basis, Fp::from(x)))
-        }) {
-            Ok(c) => c,
-            Err(_) => unreachable!("computing coefficients cannot fail"),
-        }
+        let Ok(c) = self.cached((basis, x, false), || {
+            Ok::<_, core::convert::Infallible>(compute_coefficients(basis, Fp::from(x)))
+        });
+        c
     }
 
     /// The inverses λ_i(x)⁻¹ of [`Lagrange::coefficients`] (output masks divide by
@@ -171,11 +169,11 @@ impl Lagrange {
     }
 
     /// The entry for `key`, computed and kept on a miss.
-    fn cached(
+    fn cached<E>(
         &self,
         key: CacheKey,
-        compute: impl FnOnce() -> Result<Vec<Fp>>,
-    ) -> Result<Arc<[Fp]>> {
+        compute: impl FnOnce() -> core::result::Result<Vec<Fp>, E>,
+    ) -> core::result::Result<Arc<[Fp]>, E> {
         if let Some(c) = self
             .cache
             .read()

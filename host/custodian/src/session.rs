@@ -209,21 +209,22 @@ fn spawn_items(
         events: event_tx,
     };
     let inputs = &start.request.request.inputs;
+    let secrets = &admitted.active.secrets;
+    let backend = |b: usize, mpc, combiner| {
+        let link = ItemLink {
+            item: b as u32,
+            combiner,
+        };
+        MpcBackend::new(mpc, Arc::clone(secrets), link)
+    };
     if !admitted.active.manifest.cost.interactive {
         let items = sessions
             .into_iter()
             .zip(inputs)
             .enumerate()
-            .map(|(b, ((_, mpc), input))| {
-                let link = ItemLink {
-                    item: b as u32,
-                    combiner: None,
-                };
-                let secrets = Arc::clone(&admitted.active.secrets);
-                (MpcBackend::new(mpc, secrets, link), to_fields(input))
-            })
+            .map(|(b, ((_, mpc), input))| (backend(b, mpc, None), to_fields(input)))
             .collect();
-        tokio::spawn(run_local(admitted.active, items, ending));
+        tokio::spawn(run_local(Arc::clone(&admitted.active), items, ending));
         return Ok(());
     }
     let (report_tx, report_rx) = mpsc::channel(sessions.len().max(1) * 2);
@@ -231,12 +232,7 @@ fn spawn_items(
     for ((b, (item_session, mpc)), input) in sessions.into_iter().enumerate().zip(inputs) {
         let (tx, rx) = mpsc::channel(1);
         to_items.push((item_session, tx));
-        let link = ItemLink {
-            item: b as u32,
-            combiner: Some((report_tx.clone(), rx)),
-        };
-        let secrets = Arc::clone(&admitted.active.secrets);
-        let backend = MpcBackend::new(mpc, secrets, link);
+        let backend = backend(b, mpc, Some((report_tx.clone(), rx)));
         let (rt, program) = (Arc::clone(&node.runtime), admitted.active.program.clone());
         let (fields, granted) = (to_fields(input), ending.granted.clone());
         let reports = report_tx.clone();

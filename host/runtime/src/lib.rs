@@ -282,8 +282,13 @@ impl<B: Backend + 'static> Runtime<B> {
         backend: B,
         input: Vec<bindings::Field>,
     ) -> (Result<Outputs, RuntimeError>, B) {
-        let mut store = Store::new(&self.engine, StoreData::new(backend, self.limits));
-        let result = self.run_in(&mut store, program, input).await;
+        let (store, result) = match self.instantiate(program, backend).await {
+            Ok((mut store, instance)) => {
+                let result = self.call(&mut store, &instance, &input).await;
+                (store, result)
+            }
+            Err((store, e)) => (store, Err(e)),
+        };
         let result = result.map_err(|e| classify(e, store.data(), self.limits));
         (result.and_then(|r| r), store.into_data().host.backend)
     }
@@ -391,18 +396,6 @@ impl<B: Backend + 'static> Runtime<B> {
             error,
             backend,
         }
-    }
-
-    async fn run_in(
-        &self,
-        store: &mut Store<StoreData<B>>,
-        program: &Program<B>,
-        input: Vec<bindings::Field>,
-    ) -> wasmtime::Result<Result<Outputs, RuntimeError>> {
-        store.limiter(|s| &mut s.limiter);
-        self.fresh_budget(store)?;
-        let instance = program.pre.instantiate_async(&mut *store).await?;
-        self.call(store, &instance, &input).await
     }
 
     /// One call of the `run` export, its outputs taken out of the handle table.
