@@ -1,7 +1,8 @@
 //! Refusals on a real 2-of-3 cluster, each with its reason, and no budget spent where the
 //! refusal is the client's fault; what a malicious coordinator could try (an altered
-//! ticket, a forked chain, an unapproved version) refused by the custodians themselves;
-//! and the coordinator's memory, database and log hold no share and no key.
+//! ticket, a forked chain, an unapproved version, pooled items granted twice) refused or
+//! caught by the custodians themselves; and the coordinator's memory, database and log
+//! hold no share and no key.
 
 mod support;
 
@@ -13,7 +14,7 @@ use qvm_api::wire::{RefusalKind, SessionEvent, StartSession};
 use qvm_core::PartySet;
 use qvm_core::encoding::Digest;
 use qvm_core::sign::SigningKey;
-use qvm_mpc::pool::PoolGrant;
+use qvm_mpc::pool::{PoolGrant, Range};
 use qvm_node::client::{CallError, Peer, http_client};
 use support::{Live, credit, identity, linear, policy, refused};
 
@@ -159,8 +160,14 @@ fn refusals_name_their_reason_and_spend_nothing() {
 
 /// Sends a session start straight to custodian 1, as a (malicious) coordinator would.
 fn start_at_custodian(c: &Live, start: &StartSession) -> Result<SessionEvent, CallError> {
-    let peer = Peer::new(&c.file.custodians[0], http_client().expect("client"));
-    c.rt.block_on(peer.post("/v1/sessions", start, Duration::from_secs(10)))
+    c.rt.block_on(start_at(c, 1, start))
+}
+
+/// Sends a session start straight to custodian `i`.
+async fn start_at(c: &Live, i: usize, start: &StartSession) -> Result<SessionEvent, CallError> {
+    let peer = Peer::new(&c.file.custodians[i - 1], http_client().expect("client"));
+    peer.post("/v1/sessions", start, Duration::from_secs(10))
+        .await
 }
 
 fn kind(r: Result<SessionEvent, CallError>) -> RefusalKind {
@@ -311,4 +318,179 @@ fn custodians_refuse_what_a_malicious_coordinator_sends() {
         c.rt.block_on(c.client.eval(&fr)),
         RefusalKind::UnknownProgram,
     );
+}
+
+/// With N > 2K − 1 two session sets can be disjoint, so no custodian sees both uses of an
+/// item a coordinator grants twice. The custodians pull each other's signed pool marks:
+/// once custodian 3 has learned what custodian 1 admitted, it refuses the same items; two
+/// grants that overlap before either has learned of the other raise an alarm at both.
+#[test]
+fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
+    let c = Live::up(2, 4);
+    let key = c.client_key();
+    let names = ["a", "b", "c", "d"];
+    c.deploy(
+        "credit-score",
+        policy(
+            names
+                .iter()
+                .map(|n| identity(&key, n, 1_000_000, 6_000, 1_000, &["approve"]))
+                .collect(),
+        ),
+    );
+    let p = c.program("credit_score");
+    let (per_t, per_b) = (p.cost.multiplications, p.cost.random_bits);
+    assert!(per_t > 0 && per_b > 0, "credit-score is interactive");
+    // Far above what the coordinator itself grants in this test (nothing).
+    let grant = |n: u64| PoolGrant {
+        triples: Range {
+            start: 10 * per_t + n * per_t,
+            count: per_t,
+        },
+        bits: Range {
+            start: 10 * per_b + n * per_b,
+            count: per_b,
+        },
+    };
+    wait_for_pools(&c, 4, [12 * per_t, 12 * per_b]);
+    let coordinator = c.keys("coordinator");
+    let start = |who: &str, members: &[u32], g: PoolGrant| {
+        let req = qvm::client::sign(&key.signing, &p, who, vec![credit(0.0)]).expect("signs");
+        let ticket = Ticket {
+            request: req.hash().expect("hash"),
+            package: p.package,
+            program: p.name.clone(),
+            identity: who.into(),
+            session: Digest::from_bytes([who.as_bytes()[0]; 32]),
+            members: members.iter().fold(PartySet::EMPTY, |set, &i| {
+                set.with(qvm_core::PartyIndex::new(i).expect("index"))
+            }),
+            grant: g,
+            items: 1,
+            attempt: 0,
+            issued_at: qvm_node::now_secs(),
+            expires_at: qvm_node::now_secs() + 30,
+            sequence: 1,
+            previous: Digest::default(),
+        }
+        .sign(&coordinator.signing)
+        .expect("signs");
+        StartSession {
+            request: req,
+            ticket,
+            chain: Vec::new(),
+        }
+    };
+    // Custodian 1 admits items for {1, 2}; once custodian 3 has pulled its marks, the
+    // same items for {3, 4} are refused there.
+    let admitted =
+        c.rt.block_on(start_at(&c, 1, &start("a", &[1, 2], grant(0))));
+    assert!(
+        matches!(admitted, Ok(SessionEvent::Round(_))),
+        "{admitted:?}"
+    );
+    wait_until(&c, "custodian 3 learns custodian 1's ranges", || {
+        learned(&c, 3, 1) >= 2
+    });
+    let reused =
+        c.rt.block_on(start_at(&c, 3, &start("b", &[3, 4], grant(0))));
+    match reused {
+        Err(CallError::Refused(r)) => {
+            assert_eq!(r.kind, RefusalKind::BadTicket);
+            assert!(r.message.contains("already used"), "{}", r.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Two grants of the same items at once: each custodian admits one (unless a pull
+    // fell between the two, which refuses the second: the check above), and the marks
+    // each pulls from the other are the evidence.
+    let (s1, s3) = (start("c", &[1, 2], grant(1)), start("d", &[3, 4], grant(1)));
+    let (r1, r3) =
+        c.rt.block_on(async { tokio::join!(start_at(&c, 1, &s1), start_at(&c, 3, &s3)) });
+    assert!(matches!(r1, Ok(SessionEvent::Round(_))) || matches!(r3, Ok(SessionEvent::Round(_))));
+    if matches!(r1, Ok(SessionEvent::Round(_))) && matches!(r3, Ok(SessionEvent::Round(_))) {
+        for i in [1, 3] {
+            wait_until(&c, &format!("custodian {i} raises the alarm"), || {
+                alarms(&c, i).iter().any(|a| a.contains("pool reuse"))
+            });
+            let alarm = alarms(&c, i)
+                .into_iter()
+                .find(|a| a.contains("pool reuse"))
+                .expect("alarm");
+            for t in [&s1.ticket, &s3.ticket] {
+                assert!(alarm.contains(&t.hash().expect("hash").to_hex()), "{alarm}");
+            }
+            let metrics = c.rt.block_on(async {
+                reqwest::get(format!("{}/metrics", c.file.custodians[i - 1]))
+                    .await
+                    .expect("metrics")
+                    .text()
+                    .await
+                    .expect("text")
+            });
+            assert!(
+                metrics.contains("qvm_custodian_alarms_total{kind=\"pool_reuse\"}"),
+                "{metrics}"
+            );
+        }
+    }
+    // Custodian 2 and 4 took no part, and learned every admitted range all the same.
+    wait_until(&c, "custodian 4 learns custodian 1's ranges", || {
+        learned(&c, 4, 1) >= 2
+    });
+}
+
+/// Waits until every custodian's pools reach `end` (triples, bits).
+fn wait_for_pools(c: &Live, n: usize, end: [u64; 2]) {
+    wait_until(c, "the pools fill", || {
+        (1..=n).all(|i| {
+            let peer = Peer::new(&c.file.custodians[i - 1], http_client().expect("client"));
+            c.rt.block_on(peer.get::<qvm_api::wire::Health>("/v1/health", Duration::from_secs(5)))
+                .is_ok_and(|h| h.pool_end[0] >= end[0] && h.pool_end[1] >= end[1])
+        })
+    });
+}
+
+fn wait_until(c: &Live, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn custodian_db(c: &Live, i: usize) -> rusqlite::Connection {
+    qvm_node::store::open_read_only(
+        &c.dir
+            .path()
+            .join(format!("data/custodian-{i}/custodian.db")),
+    )
+    .expect("db")
+}
+
+/// How many ranges custodian `i` has learned from custodian `from`.
+fn learned(c: &Live, i: usize, from: u8) -> i64 {
+    custodian_db(c, i)
+        .query_row(
+            "SELECT COUNT(*) FROM taken WHERE origin = ?1",
+            [from as i64],
+            |r| r.get(0),
+        )
+        .expect("query")
+}
+
+/// The alarms in custodian `i`'s audit log.
+fn alarms(c: &Live, i: usize) -> Vec<String> {
+    let (entries, _) = qvm_node::store::read_audit(&custodian_db(c, i)).expect("audit");
+    entries
+        .into_iter()
+        .filter_map(|e| match e.event {
+            qvm_api::audit::Event::Alarm { reason } => Some(reason),
+            _ => None,
+        })
+        .collect()
 }

@@ -7,7 +7,8 @@
 //!   (sequence number and previous ticket hash) that lets every custodian see every
 //!   evaluation an identity made, so no coordinator can split a budget across custodians;
 //! - [`wire`] — the custodian's session messages, round by round;
-//! - [`audit`] — the append-only hash chain each node keeps, with signed checkpoints.
+//! - [`audit`] — the append-only hash chain each node keeps, with signed checkpoints;
+//! - [`marks`] — the pooled ranges each custodian admitted, signed, pulled by the others.
 //!
 //! Every hash and signature is over the canonical encoding (`qvm_core::encoding`) under a
 //! domain tag of its own, listed here.
@@ -16,6 +17,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
+pub mod marks;
 pub mod request;
 pub mod ticket;
 pub mod wire;
@@ -37,6 +39,8 @@ pub const AUDIT_ENTRY: Domain = Domain::new("qvm/audit-entry/v1");
 pub const AUDIT_CHECKPOINT: Domain = Domain::new("qvm/audit-checkpoint/v1");
 /// A custodian's delivery sealed to the client.
 pub const REVEAL: Domain = Domain::new("qvm/reveal/v1");
+/// A custodian's record of the pooled ranges it admitted, for the other custodians.
+pub const POOL_MARKS: Domain = Domain::new("qvm/pool-marks/v1");
 /// A batch item's session id, derived from the ticket's.
 pub const ITEM_SESSION: Domain = Domain::new("qvm/item-session/v1");
 

@@ -7,16 +7,17 @@
 use std::sync::Arc;
 
 use qvm_api::audit::Event;
+use qvm_api::marks::ranges;
 use qvm_api::request::check_input;
 use qvm_api::ticket::{ChainError, ChainHead, SignedTicket, extend};
-use qvm_api::wire::{Refusal, RefusalKind, StartSession, pool_slot};
+use qvm_api::wire::{Refusal, RefusalKind, StartSession};
 use qvm_api::{MAX_ATTEMPTS, MAX_BATCH, MAX_CLOCK_SKEW_SECS};
 use qvm_core::encoding::Digest;
 use qvm_mpc::pool::{Material, PoolGrant, PoolKind};
 use qvm_package::policy::Identity;
 
 use crate::node::{Active, Node, internal};
-use crate::store::{CustodianWrites, Tx, now_ms};
+use crate::store::{CustodianWrites, Tx, enc, now_ms};
 
 /// How long admission waits for a batch record the ticket's grant needs.
 const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -274,6 +275,7 @@ fn commit(
         Some(served) => {
             if tx.ticket_hash(program, who, t.sequence)?.as_ref() != Some(ticket_hash) {
                 tracing::error!(node = %node.name, identity = who, "ALARM: chain fork at {}", t.sequence);
+                node.metrics.alarm("chain_fork");
                 return Err(refuse(
                     RefusalKind::ChainFork,
                     format!(
@@ -321,16 +323,18 @@ fn commit(
     }
     let tokens = if t.attempt == 0 { tokens - 1.0 } else { tokens };
     tx.put_bucket(program, who, tokens, now)?;
-    // Pooled items: never handed out twice, in whatever order sessions arrive.
-    for (kind, r) in [
-        (PoolKind::Triples, t.grant.triples),
-        (PoolKind::Bits, t.grant.bits),
-    ] {
-        if r.count > 0 && !tx.take_range(pool_slot(kind), r.start, r.end())? {
-            return Err(refuse(
-                RefusalKind::BadTicket,
-                format!("the ticket grants {kind} that were already used"),
-            ));
+    // Pooled items: never handed out twice, in whatever order sessions arrive. The signed
+    // ticket is kept beside them for the other custodians' pulls (`crate::gossip`).
+    let granted = ranges(t, *ticket_hash);
+    if !granted.is_empty() {
+        let signed = enc(&start.ticket)?;
+        for range in granted {
+            if !tx.take_range(&range, &signed)? {
+                return Err(refuse(
+                    RefusalKind::BadTicket,
+                    format!("the ticket grants {} that were already used", range.kind),
+                ));
+            }
         }
     }
     if late {
@@ -407,6 +411,7 @@ fn extend_chain(
         }
         Err(e @ ChainError::Fork { .. }) => {
             tracing::error!(node = %node.name, identity = who, "ALARM: {e}");
+            node.metrics.alarm("chain_fork");
             return Err(refuse(RefusalKind::ChainFork, e.to_string()));
         }
         Err(e) => return Err(refuse(RefusalKind::BadTicket, e.to_string())),

@@ -15,6 +15,9 @@
 //! deadline_ms = 30000
 //! memory_mib = 64
 //! instances = 256
+//!
+//! [gossip]                        # optional: pool marks (DESIGN.md §4)
+//! interval_ms = 1000              # how often it pulls each other custodian's; 0: never
 //! ```
 //! Relative paths are relative to the file's directory.
 
@@ -48,6 +51,21 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Pool-mark gossip in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GossipConfig {
+    /// How often it pulls each other custodian's admitted ranges, milliseconds; 0 turns
+    /// the pull off (the committee must then keep N ≤ 2K − 1 for reuse to be stopped).
+    pub interval_ms: u64,
+}
+
+impl Default for GossipConfig {
+    fn default() -> GossipConfig {
+        GossipConfig { interval_ms: 1_000 }
+    }
+}
+
 /// A custodian's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +86,9 @@ pub struct Config {
     /// Database limits.
     #[serde(default)]
     pub store: qvm_node::config::StoreConfig,
+    /// Pool-mark gossip.
+    #[serde(default)]
+    pub gossip: GossipConfig,
 }
 
 pub use qvm_node::config::ConfigError;

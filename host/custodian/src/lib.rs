@@ -8,6 +8,7 @@
 //! - [`node`] — startup and recovery, committee setup, offline batches, packages;
 //! - [`admission`] — the checks and the durable debit before a session runs;
 //! - [`session`] — batch items as concurrent instances, rounds through the coordinator;
+//! - [`gossip`] — the pooled ranges each custodian admitted, pulled from the others;
 //! - [`http`] — the HTTP/2 API.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -15,6 +16,7 @@
 
 pub mod admission;
 pub mod config;
+pub mod gossip;
 pub mod http;
 pub mod metrics;
 pub mod node;
@@ -38,6 +40,10 @@ pub async fn serve(
     .await
     .map_err(|e| ServeError::Io(e.to_string()))??;
     tracing::info!(node = %node.name, listen = %config.listen, "custodian listening");
+    if config.gossip.interval_ms > 0 {
+        let interval = std::time::Duration::from_millis(config.gossip.interval_ms);
+        tokio::spawn(gossip::run(Arc::clone(&node), interval));
+    }
     qvm_node::http::serve(
         config.listen,
         qvm_node::channel::with_channel(http::router(Arc::clone(&node))),

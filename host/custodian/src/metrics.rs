@@ -13,6 +13,13 @@ pub struct Reason {
     pub reason: String,
 }
 
+/// An alarm's label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Alarm {
+    /// What was seen: `pool_reuse` or `chain_fork`.
+    pub kind: String,
+}
+
 /// Counters.
 #[derive(Debug)]
 pub struct Metrics {
@@ -20,6 +27,8 @@ pub struct Metrics {
     started: Counter,
     done: Counter,
     refusals: Family<Reason, Counter>,
+    alarms: Family<Alarm, Counter>,
+    learned: Counter,
 }
 
 impl Default for Metrics {
@@ -42,11 +51,25 @@ impl Default for Metrics {
             "Refused requests and failed sessions, by reason",
             refusals.clone(),
         );
+        let alarms = Family::<Alarm, Counter>::default();
+        registry.register(
+            "alarms",
+            "Evidence of a misbehaving coordinator, by kind",
+            alarms.clone(),
+        );
+        let learned = Counter::default();
+        registry.register(
+            "pool_ranges_learned",
+            "Pooled ranges other custodians admitted, learned from their signed pool marks",
+            learned.clone(),
+        );
         Metrics {
             registry,
             started,
             done,
             refusals,
+            alarms,
+            learned,
         }
     }
 }
@@ -69,6 +92,18 @@ impl Metrics {
                 reason: kind.as_str().into(),
             })
             .inc();
+    }
+
+    /// An alarm was raised.
+    pub fn alarm(&self, kind: &str) {
+        self.alarms
+            .get_or_create(&Alarm { kind: kind.into() })
+            .inc();
+    }
+
+    /// Ranges were learned from another custodian's pool marks.
+    pub fn learned(&self, n: u64) {
+        self.learned.inc_by(n);
     }
 
     /// The text exposition.

@@ -255,6 +255,7 @@ impl Node {
             keys.signing.clone(),
             crate::store::TABLES,
         )?;
+        store.write(|tx| crate::store::migrate(tx))?;
         if daemon {
             store.audit(Event::Started { node: name.clone() })?;
         }

@@ -6,6 +6,8 @@
 //! (budget debit), rate bucket, pool high-water marks and audit entry commit at once,
 //! before the component runs.
 
+use qvm_api::marks::TakenRange;
+use qvm_api::wire::pool_slot;
 use qvm_core::encoding::Digest;
 use qvm_node::store::Cached;
 pub use qvm_node::store::{Store, StoreError, Tx, dec, digest, enc, now_ms};
@@ -22,7 +24,10 @@ CREATE TABLE IF NOT EXISTS batches (
     kind INTEGER NOT NULL, start INTEGER NOT NULL, id BLOB NOT NULL UNIQUE, record BLOB NOT NULL,
     PRIMARY KEY (kind, start));
 CREATE TABLE IF NOT EXISTS started_batches (id BLOB PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS taken (kind INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, PRIMARY KEY (kind, start));
+CREATE TABLE IF NOT EXISTS taken (
+    kind INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    ticket BLOB, origin INTEGER NOT NULL DEFAULT 0, signed BLOB, PRIMARY KEY (kind, start));
+CREATE TABLE IF NOT EXISTS gossip (peer INTEGER PRIMARY KEY, after INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tickets (
     program TEXT NOT NULL, identity TEXT NOT NULL, sequence INTEGER NOT NULL,
     hash BLOB NOT NULL, request BLOB NOT NULL, attempt INTEGER NOT NULL,
@@ -133,6 +138,71 @@ pub trait CustodianReads {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The tickets with pooled items this custodian admitted itself after `after` (a
+    /// row id), oldest first, at most `limit`, each with the row id of its last range:
+    /// what it tells the other custodians. Ranges recorded before tickets were kept are
+    /// not told.
+    fn own_tickets_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut stmt = self.db().prepare_cached(
+            "SELECT rowid, ticket, signed FROM taken WHERE rowid > ?1 AND origin = 0 AND signed IS NOT NULL ORDER BY rowid LIMIT ?2",
+        )?;
+        // A ticket's ranges are recorded one after another, so at most 2 rows a ticket.
+        let rows = stmt.query_map(params![after as i64, 2 * limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
+        for row in rows {
+            let (id, hash, signed) = row?;
+            if last.as_ref() == Some(&hash) {
+                if let Some(l) = out.last_mut() {
+                    l.0 = id;
+                }
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            out.push((id, signed));
+            last = Some(hash);
+        }
+        Ok(out)
+    }
+
+    /// Whether a ticket's ranges are recorded here (admitted or learned).
+    fn knows_ticket(&self, ticket: &Digest) -> Result<bool, StoreError> {
+        Ok(self
+            .db()
+            .row(
+                "SELECT 1 FROM taken WHERE ticket = ?1 LIMIT 1",
+                [ticket.as_bytes().as_slice()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// How far this custodian has read custodian `peer`'s ranges (a row id there).
+    fn gossip_cursor(&self, peer: u8) -> Result<u64, StoreError> {
+        Ok(self
+            .db()
+            .row(
+                "SELECT after FROM gossip WHERE peer = ?1",
+                [peer as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0) as u64)
     }
 
     /// Cost units charged to an identity in a budget window.
@@ -309,30 +379,113 @@ pub trait CustodianWrites {
         Ok(())
     }
 
-    /// Records a range of pool slot `kind` as handed out, unless it overlaps one handed
-    /// out before (then returns false and records nothing).
-    ///
-    /// Recorded ranges never overlap, so only the one starting last before `end` can
-    /// overlap `start..end`: every earlier one ends before that one starts. One index
-    /// probe, however long the history.
-    fn take_range(&mut self, kind: usize, start: u64, end: u64) -> Result<bool, StoreError> {
-        let overlaps = self
-            .conn()
-            .row(
-                "SELECT end FROM taken WHERE kind = ?1 AND start < ?2 ORDER BY start DESC LIMIT 1",
-                params![kind as i64, end as i64],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-            .is_some_and(|e| e as u64 > start);
-        if overlaps {
-            return Ok(false);
+    /// Records `range`, granted by its ticket, as admitted here, unless it overlaps a
+    /// range recorded before (then returns false and records nothing). The same range of
+    /// the same ticket learned from another member of the session is no overlap: it
+    /// becomes this custodian's own record, which it then tells the others too.
+    fn take_range(&mut self, range: &TakenRange, signed: &[u8]) -> Result<bool, StoreError> {
+        let known = self.overlapping(range)?;
+        match known.as_slice() {
+            [] => {}
+            [(k, origin)] if same(k, range) => {
+                if *origin == 0 {
+                    return Ok(false);
+                }
+                self.conn().exec(
+                    "DELETE FROM taken WHERE kind = ?1 AND start = ?2",
+                    params![pool_slot(range.kind) as i64, range.start as i64],
+                )?;
+            }
+            _ => return Ok(false),
         }
-        self.conn().exec(
-            "INSERT INTO taken (kind, start, end) VALUES (?1, ?2, ?3)",
-            params![kind as i64, start as i64, end as i64],
-        )?;
+        self.insert_taken(range, 0, Some(signed))?;
         Ok(true)
+    }
+
+    /// Records a range custodian `from` admitted (pool marks it signed), unless this
+    /// custodian knows it already or knows an overlapping range of another ticket: then
+    /// the coordinator handed the same items out twice, and the overlapping ranges known
+    /// here are returned as the evidence.
+    fn learn_range(&mut self, from: u8, range: &TakenRange) -> Result<Learned, StoreError> {
+        let known = self.overlapping(range)?;
+        if known.is_empty() {
+            self.insert_taken(range, from, None)?;
+            return Ok(Learned::New);
+        }
+        if let [(k, _)] = known.as_slice()
+            && same(k, range)
+        {
+            return Ok(Learned::Known);
+        }
+        Ok(Learned::Conflict(
+            known.into_iter().map(|(k, _)| k).collect(),
+        ))
+    }
+
+    /// The recorded ranges overlapping `range`'s items, with their origins.
+    ///
+    /// Recorded ranges never overlap each other, so walking back from the last one that
+    /// starts before `range.end` can stop at the first that ends at or before
+    /// `range.start`: a single index probe for the usual case.
+    fn overlapping(&self, range: &TakenRange) -> Result<Vec<(TakenRange, u8)>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT start, end, ticket, origin FROM taken WHERE kind = ?1 AND start < ?2 ORDER BY start DESC",
+        )?;
+        let mut rows = stmt.query(params![pool_slot(range.kind) as i64, range.end as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let (start, end) = (r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64);
+            if end <= range.start {
+                break;
+            }
+            let ticket = match r.get::<_, Option<Vec<u8>>>(2)? {
+                Some(t) => digest(t)?,
+                None => Digest::default(),
+            };
+            let origin = r.get::<_, i64>(3)? as u8;
+            let kind = range.kind;
+            out.push((
+                TakenRange {
+                    kind,
+                    start,
+                    end,
+                    ticket,
+                },
+                origin,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Inserts a range recorded by `origin` (0: this custodian, with the signed ticket
+    /// it tells the others).
+    fn insert_taken(
+        &mut self,
+        range: &TakenRange,
+        origin: u8,
+        signed: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        self.conn().exec(
+            "INSERT INTO taken (kind, start, end, ticket, origin, signed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                pool_slot(range.kind) as i64,
+                range.start as i64,
+                range.end as i64,
+                range.ticket.as_bytes().as_slice(),
+                origin as i64,
+                signed
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Moves the cursor on custodian `peer`'s ranges.
+    fn set_gossip_cursor(&mut self, peer: u8, after: u64) -> Result<(), StoreError> {
+        self.conn().exec(
+            "INSERT INTO gossip (peer, after) VALUES (?1, ?2) ON CONFLICT(peer) DO UPDATE SET after = ?2",
+            params![peer as i64, after as i64],
+        )?;
+        Ok(())
     }
 
     /// Whether ticket `sequence` of a chain is held and whether this custodian served it.
@@ -368,8 +521,162 @@ pub trait CustodianWrites {
     }
 }
 
+/// What a range learned from another custodian was, here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Learned {
+    /// New: recorded, and refused at admission from now on.
+    New,
+    /// Already recorded, for the same ticket.
+    Known,
+    /// Overlapping ranges of another ticket are recorded here: the coordinator handed
+    /// the same items out twice.
+    Conflict(Vec<TakenRange>),
+}
+
+/// The same range of the same ticket. A range recorded before tickets were kept (the
+/// all-zero hash stands for its ticket) is taken to be the same when its bounds are.
+fn same(known: &TakenRange, range: &TakenRange) -> bool {
+    known.start == range.start
+        && known.end == range.end
+        && (known.ticket == range.ticket || known.ticket == Digest::default())
+}
+
+/// Adds the columns of pool marks to a `taken` table made before them, and their index.
+pub fn migrate(tx: &Tx<'_>) -> Result<(), StoreError> {
+    let has_ticket: i64 = tx.conn().query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('taken') WHERE name = 'ticket'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_ticket == 0 {
+        tx.conn().execute_batch(
+            "ALTER TABLE taken ADD COLUMN ticket BLOB; ALTER TABLE taken ADD COLUMN origin INTEGER NOT NULL DEFAULT 0; ALTER TABLE taken ADD COLUMN signed BLOB;",
+        )?;
+    }
+    tx.conn()
+        .execute_batch("CREATE INDEX IF NOT EXISTS taken_ticket ON taken (ticket);")?;
+    Ok(())
+}
+
 impl CustodianWrites for Tx<'_> {
     fn conn(&self) -> &rusqlite::Transaction<'_> {
         Tx::conn(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qvm_core::sign::SigningKey;
+    use qvm_mpc::pool::PoolKind;
+
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> Store {
+        let key = SigningKey::generate(&mut rand_core::OsRng);
+        let mut store = Store::open(&dir.join("c.db"), "custodian-1", key, TABLES).expect("opens");
+        store.write(|tx| migrate(tx)).expect("migrates");
+        store
+    }
+
+    fn range(kind: PoolKind, start: u64, end: u64, ticket: u8) -> TakenRange {
+        TakenRange {
+            kind,
+            start,
+            end,
+            ticket: Digest::from_bytes([ticket; 32]),
+        }
+    }
+
+    /// Admits a range; the stand-in for its signed ticket is the ticket hash's first byte.
+    fn take(s: &mut Store, r: &TakenRange) -> bool {
+        let signed = [r.ticket.as_bytes()[0]];
+        s.write(|tx| tx.take_range(r, &signed)).expect("writes")
+    }
+
+    /// What it tells: the stand-ins of the tickets, after a cursor.
+    fn told(s: &Store, after: u64, limit: usize) -> Vec<(u64, u8)> {
+        s.own_tickets_after(after, limit)
+            .expect("reads")
+            .into_iter()
+            .map(|(id, t)| (id, t[0]))
+            .collect()
+    }
+
+    fn learn(s: &mut Store, from: u8, r: &TakenRange) -> Learned {
+        s.write(|tx| tx.learn_range(from, r)).expect("writes")
+    }
+
+    #[test]
+    fn admitted_and_learned_ranges_are_refused_alike_and_reuse_is_evidence() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = open(dir.path());
+        let own = range(PoolKind::Triples, 100, 200, 1);
+        assert!(take(&mut s, &own));
+        // The same ticket again is a replay; any overlap with it is refused.
+        assert!(!take(&mut s, &own));
+        assert!(!take(&mut s, &range(PoolKind::Triples, 199, 300, 2)));
+        assert!(take(&mut s, &range(PoolKind::Bits, 100, 200, 2)));
+        // Learned from custodian 3: recorded, then refused at admission.
+        let theirs = range(PoolKind::Triples, 300, 400, 3);
+        assert_eq!(learn(&mut s, 3, &theirs), Learned::New);
+        assert_eq!(learn(&mut s, 3, &theirs), Learned::Known);
+        assert!(s.knows_ticket(&theirs.ticket).expect("reads"));
+        assert!(!s.knows_ticket(&Digest::from_bytes([9; 32])).expect("reads"));
+        assert!(!take(&mut s, &range(PoolKind::Triples, 350, 360, 4)));
+        // Another member of the same session told first: admitting it is no reuse, and
+        // the range becomes this custodian's own to tell.
+        assert_eq!(
+            learn(&mut s, 2, &range(PoolKind::Triples, 500, 600, 5)),
+            Learned::New
+        );
+        assert!(take(&mut s, &range(PoolKind::Triples, 500, 600, 5)));
+        // Another ticket's items overlapping what was admitted here: the evidence.
+        let reused = range(PoolKind::Triples, 150, 350, 6);
+        match learn(&mut s, 3, &reused) {
+            Learned::Conflict(known) => {
+                assert_eq!(known.len(), 2, "{known:?}");
+                assert!(known.contains(&own) && known.contains(&theirs));
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        // What it tells the others: the tickets of its own ranges, once each, in
+        // admission order, after a cursor.
+        assert!(take(&mut s, &range(PoolKind::Triples, 700, 800, 7)));
+        assert!(take(&mut s, &range(PoolKind::Bits, 700, 800, 7)));
+        let all = told(&s, 0, 10);
+        let tickets: Vec<u8> = all.iter().map(|(_, t)| *t).collect();
+        assert_eq!(tickets, vec![1, 2, 5, 7]);
+        assert_eq!(told(&s, all[0].0, 10).len(), 3);
+        assert!(told(&s, all[3].0, 10).is_empty());
+        // A limit counts tickets, and the cursor covers both ranges of the last one.
+        let two = told(&s, all[1].0, 2);
+        assert_eq!(two.iter().map(|(_, t)| *t).collect::<Vec<_>>(), vec![5, 7]);
+        assert_eq!(two[1].0, all[3].0);
+    }
+
+    #[test]
+    fn a_table_from_before_pool_marks_is_migrated_and_its_ranges_still_count() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let conn = rusqlite::Connection::open(dir.path().join("c.db")).expect("opens");
+            conn.execute_batch(
+                "CREATE TABLE taken (kind INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, PRIMARY KEY (kind, start));
+                 INSERT INTO taken VALUES (0, 10, 20);",
+            )
+            .expect("old table");
+        }
+        let mut s = open(dir.path());
+        assert!(!take(&mut s, &range(PoolKind::Triples, 15, 25, 1)));
+        // Its ticket was not kept: the same bounds from a peer are taken as the same.
+        assert_eq!(
+            learn(&mut s, 2, &range(PoolKind::Triples, 10, 20, 1)),
+            Learned::Known
+        );
+        assert!(told(&s, 0, 10).is_empty());
+        assert!(take(&mut s, &range(PoolKind::Triples, 20, 30, 1)));
+        assert_eq!(told(&s, 0, 10).len(), 1);
+        s.write(|tx| tx.set_gossip_cursor(2, 7)).expect("writes");
+        assert_eq!(s.gossip_cursor(2).expect("reads"), 7);
+        assert_eq!(s.gossip_cursor(3).expect("reads"), 0);
     }
 }

@@ -63,9 +63,10 @@ pub struct Range {
 }
 
 impl Range {
-    /// One past the last item.
+    /// One past the last item (saturating: a range from a hostile ticket must not
+    /// overflow, it is refused as beyond the pool instead).
     pub fn end(&self) -> u64 {
-        self.start + self.count
+        self.start.saturating_add(self.count)
     }
 }
 
@@ -172,7 +173,8 @@ impl<T: Zeroize + Copy + Default> Store<T> {
 
     /// Records `range` as used and drops the used front of the pool.
     fn mark_used(&mut self, range: Range) {
-        if range.count == 0 {
+        // A range wholly below the base is used already (and dropped).
+        if range.count == 0 || range.end() <= self.base {
             return;
         }
         self.high_water = self.high_water.max(range.end());
@@ -446,6 +448,14 @@ mod tests {
             Err(Error::PoolReuse { .. })
         ));
         assert_eq!(restored.take(&g(6, 1))?.bits, vec![Fp::from(6u64)]);
+        // Learned again after the front was dropped (another custodian's marks): no-op.
+        restored.mark_used(PoolKind::Bits, Range { start: 0, count: 4 });
+        restored.mark_used(PoolKind::Bits, Range { start: 1, count: 2 });
+        assert_eq!(restored.take(&g(7, 1))?.bits, vec![Fp::from(7u64)]);
+        assert!(matches!(
+            restored.take(&g(2, 1)),
+            Err(Error::PoolReuse { .. })
+        ));
         Ok(())
     }
 

@@ -1,0 +1,300 @@
+//! Pool marks: what each custodian tells the others about the pooled items it has used
+//! (DESIGN.md §4, "compares marks with the others through signed gossip").
+//!
+//! A Beaver triple or random bit used in two sessions leaks a difference of secrets to
+//! whoever opens both, and only the coordinator decides which items a ticket grants. Each
+//! custodian refuses a grant that overlaps one it has recorded; with N ≤ 2K − 1 any two
+//! session sets share a custodian, so that alone stops reuse. With N > 2K − 1 two
+//! session sets can be disjoint, so custodians also pull each other's records, signed by
+//! the custodian that admitted them: a learned range is refused at admission like an own
+//! one, and two different tickets for overlapping items are evidence that the coordinator
+//! handed items out twice — an alarm.
+//!
+//! The exchange is a pull: custodian *i* asks custodian *j* for the tickets with pooled
+//! items *j* admitted after a cursor, and *j* answers with [`SignedPoolMarks`]. Each
+//! ticket carries the coordinator's signature, so a corrupt custodian can report only
+//! grants the coordinator made: it cannot block a pool by claiming items it never had.
+//! Entries are idempotent, so a replayed or repeated answer changes nothing; a custodian
+//! that was down resumes from its stored cursor.
+
+use qvm_core::PartyIndex;
+use qvm_core::encoding::Digest;
+use qvm_core::sign::{Signature, SigningKey, VerifyingKey};
+use qvm_mpc::pool::PoolKind;
+use serde::{Deserialize, Serialize};
+
+use crate::ticket::{SignedTicket, Ticket};
+use crate::wire::{Refusal, RefusalKind};
+use crate::{Error, POOL_MARKS};
+
+/// The most tickets one answer carries; the puller asks again from `next`.
+pub const MAX_MARKS: usize = 1_000;
+
+/// A range of a pool that a custodian admitted, and the ticket that granted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakenRange {
+    /// The pool.
+    pub kind: PoolKind,
+    /// First item.
+    pub start: u64,
+    /// One past the last item.
+    pub end: u64,
+    /// The hash of the ticket that granted it.
+    pub ticket: Digest,
+}
+
+impl TakenRange {
+    /// Whether the two ranges share an item of the same pool.
+    pub fn overlaps(&self, other: &TakenRange) -> bool {
+        self.kind == other.kind && self.start < other.end && other.start < self.end
+    }
+}
+
+/// The tickets with pooled items that custodian `from` admitted after cursor `after`, up
+/// to cursor `next`. Tickets rather than bare ranges: the coordinator's signature on each
+/// proves the items were granted, so a lying custodian cannot make the others refuse
+/// items nobody used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolMarks {
+    /// The committee.
+    pub committee: Digest,
+    /// The custodian that admitted them.
+    pub from: u8,
+    /// The cursor asked for.
+    pub after: u64,
+    /// The cursor to ask from next time (`after` when there was nothing new).
+    pub next: u64,
+    /// The tickets, in the order the custodian admitted them.
+    pub tickets: Vec<SignedTicket>,
+}
+
+/// [`PoolMarks`] with the admitting custodian's signature under [`POOL_MARKS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedPoolMarks {
+    /// The marks.
+    pub marks: PoolMarks,
+    /// The signature of custodian `marks.from`.
+    pub signature: Signature,
+}
+
+impl PoolMarks {
+    /// Signs it with the custodian's key.
+    pub fn sign(self, key: &SigningKey) -> Result<SignedPoolMarks, Error> {
+        let signature = key.sign(POOL_MARKS, &self)?;
+        Ok(SignedPoolMarks {
+            marks: self,
+            signature,
+        })
+    }
+}
+
+/// The pooled ranges a signed ticket grants, each with the ticket's hash.
+pub fn granted(ticket: &SignedTicket) -> Result<Vec<TakenRange>, Error> {
+    Ok(ranges(&ticket.ticket, ticket.hash()?))
+}
+
+/// The pooled ranges `ticket` grants, each with `hash`, the signed ticket's hash.
+pub fn ranges(ticket: &Ticket, hash: Digest) -> Vec<TakenRange> {
+    let g = &ticket.grant;
+    [(PoolKind::Triples, g.triples), (PoolKind::Bits, g.bits)]
+        .into_iter()
+        .filter(|(_, r)| r.count > 0)
+        .map(|(kind, r)| TakenRange {
+            kind,
+            start: r.start,
+            end: r.end(),
+            ticket: hash,
+        })
+        .collect()
+}
+
+/// Who must have signed pool marks: the custodian that sends them, and the coordinator
+/// for every ticket in them.
+#[derive(Debug, Clone, Copy)]
+pub struct MarkKeys<'a> {
+    /// The sending custodian's key.
+    pub custodian: &'a VerifyingKey,
+    /// The coordinator's key.
+    pub coordinator: &'a VerifyingKey,
+}
+
+impl SignedPoolMarks {
+    /// Checks that custodian `from` of `committee` signed these marks, answering the
+    /// question asked (cursor `after`), that the coordinator signed every ticket in them
+    /// and named `from` in its session set; returns the ranges the tickets grant.
+    ///
+    /// A ticket whose hash `known` accepts was checked before (the caller admitted or
+    /// learned it): its signature is not verified again, the most common case for a
+    /// custodian that served the same sessions.
+    pub fn open(
+        &self,
+        keys: MarkKeys<'_>,
+        from: u8,
+        committee: &Digest,
+        after: u64,
+        known: impl Fn(&Digest) -> bool,
+    ) -> Result<Vec<TakenRange>, Refusal> {
+        let bad = |why: String| Refusal::new(RefusalKind::BadControl, why);
+        keys.custodian
+            .verify(POOL_MARKS, &self.marks, &self.signature)
+            .map_err(|_| bad("pool marks not signed by the custodian they name".into()))?;
+        let m = &self.marks;
+        if m.from != from || &m.committee != committee {
+            return Err(bad("pool marks from another custodian or committee".into()));
+        }
+        if m.after != after || m.next < m.after || m.tickets.len() > MAX_MARKS {
+            return Err(bad(
+                "pool marks that do not answer the question asked".into()
+            ));
+        }
+        let member = PartyIndex::new(from as u32).map_err(|e| bad(e.to_string()))?;
+        let mut ranges = Vec::with_capacity(2 * m.tickets.len());
+        for t in &m.tickets {
+            let hash = t.hash().map_err(|e| bad(e.to_string()))?;
+            if !known(&hash) {
+                t.verify(keys.coordinator).map_err(|_| {
+                    bad("pool marks with a ticket the coordinator did not sign".into())
+                })?;
+            }
+            if !t.ticket.members.contains(member) {
+                return Err(bad(format!(
+                    "pool marks with a ticket whose session set leaves out custodian {from}"
+                )));
+            }
+            ranges.extend(self::ranges(&t.ticket, hash));
+        }
+        Ok(ranges)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qvm_core::PartySet;
+    use qvm_mpc::pool::{PoolGrant, Range};
+
+    use super::*;
+
+    fn ticket(coordinator: &SigningKey, members: PartySet, triples: u64) -> SignedTicket {
+        Ticket {
+            request: Digest::from_bytes([3; 32]),
+            package: Digest::from_bytes([4; 32]),
+            program: "p".into(),
+            identity: "a".into(),
+            session: Digest::from_bytes([5; 32]),
+            members,
+            grant: PoolGrant {
+                triples: Range {
+                    start: 10,
+                    count: triples,
+                },
+                bits: Range { start: 7, count: 2 },
+            },
+            items: 1,
+            attempt: 0,
+            issued_at: 1,
+            expires_at: 2,
+            sequence: 1,
+            previous: Digest::default(),
+        }
+        .sign(coordinator)
+        .expect("signs")
+    }
+
+    fn marks(from: u8, tickets: Vec<SignedTicket>) -> PoolMarks {
+        PoolMarks {
+            committee: Digest::from_bytes([7; 32]),
+            from,
+            after: 3,
+            next: 5,
+            tickets,
+        }
+    }
+
+    #[test]
+    fn marks_open_only_for_their_signer_committee_question_and_tickets() {
+        let key = SigningKey::generate(&mut rand_core::OsRng);
+        let coordinator = SigningKey::generate(&mut rand_core::OsRng);
+        let other = SigningKey::generate(&mut rand_core::OsRng);
+        let (vk, ck) = (key.verifying_key(), coordinator.verifying_key());
+        let committee = Digest::from_bytes([7; 32]);
+        let t = ticket(&coordinator, PartySet::first(2), 10);
+        let signed = marks(2, vec![t.clone()]).sign(&key).expect("signs");
+        let keys = MarkKeys {
+            custodian: &vk,
+            coordinator: &ck,
+        };
+        let none = |_: &Digest| false;
+        let ranges = signed.open(keys, 2, &committee, 3, none).expect("opens");
+        let hash = t.hash().expect("hash");
+        assert_eq!(
+            ranges,
+            vec![
+                TakenRange {
+                    kind: PoolKind::Triples,
+                    start: 10,
+                    end: 20,
+                    ticket: hash
+                },
+                TakenRange {
+                    kind: PoolKind::Bits,
+                    start: 7,
+                    end: 9,
+                    ticket: hash
+                }
+            ]
+        );
+        // Another custodian's key, another sender, committee or cursor.
+        let ok = |s: &SignedPoolMarks, from| s.open(keys, from, &committee, 3, none).is_ok();
+        let stranger = other.verifying_key();
+        let wrong = MarkKeys {
+            custodian: &stranger,
+            coordinator: &ck,
+        };
+        assert!(signed.open(wrong, 2, &committee, 3, none).is_err());
+        assert!(!ok(&signed, 3));
+        let elsewhere = Digest::from_bytes([8; 32]);
+        assert!(signed.open(keys, 2, &elsewhere, 3, none).is_err());
+        assert!(signed.open(keys, 2, &committee, 0, none).is_err());
+        // Altered after signing.
+        let mut altered = signed.clone();
+        altered.marks.next = 9;
+        assert!(!ok(&altered, 2));
+        // Signed by the custodian, but a ticket the coordinator did not sign (a range
+        // made up to block a pool), or one whose session set leaves the custodian out.
+        let forged = ticket(&other, PartySet::first(2), 10);
+        let forged_marks = marks(2, vec![forged.clone()]).sign(&key).expect("signs");
+        assert!(!ok(&forged_marks, 2));
+        // Unless the caller knows the ticket already (it checked it when it admitted it).
+        let hash = forged.hash().expect("hash");
+        assert!(
+            forged_marks
+                .open(keys, 2, &committee, 3, |h| *h == hash)
+                .is_ok()
+        );
+        let outside = marks(3, vec![t.clone()]).sign(&key).expect("signs");
+        assert!(!ok(&outside, 3));
+        let mut back = marks(2, vec![t]);
+        back.next = 1;
+        assert!(!ok(&back.sign(&key).expect("signs"), 2));
+        // A ticket with no triples grants only its bits.
+        let bits_only = ticket(&coordinator, PartySet::first(2), 0);
+        assert_eq!(granted(&bits_only).expect("ranges").len(), 1);
+    }
+
+    #[test]
+    fn ranges_overlap_within_one_pool_only() {
+        let r = |kind, start, end| TakenRange {
+            kind,
+            start,
+            end,
+            ticket: Digest::default(),
+        };
+        let a = r(PoolKind::Triples, 10, 20);
+        assert!(a.overlaps(&r(PoolKind::Triples, 19, 30)));
+        assert!(a.overlaps(&r(PoolKind::Triples, 0, 11)));
+        assert!(a.overlaps(&r(PoolKind::Triples, 12, 13)));
+        assert!(!a.overlaps(&r(PoolKind::Triples, 20, 30)));
+        assert!(!a.overlaps(&r(PoolKind::Triples, 0, 10)));
+        assert!(!a.overlaps(&r(PoolKind::Bits, 10, 20)));
+    }
+}

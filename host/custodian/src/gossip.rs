@@ -1,0 +1,203 @@
+//! Pool-mark gossip (DESIGN.md §4; the messages are `qvm_api::marks`).
+//!
+//! Each custodian answers `GET /v1/pool-marks/{after}` with the tickets with pooled items
+//! it admitted after a cursor, signed, and pulls the same from every other custodian of the committee that
+//! has a URL, one task per peer, straight from the peer rather than through the
+//! coordinator (whose misbehaviour this is meant to catch). What it learns goes into the
+//! same table admission checks, so a ticket granting items another custodian has
+//! already used is refused here too; a learned range that overlaps a range of another
+//! ticket recorded here is an alarm: logged, counted, and written to the audit log
+//! with both tickets.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qvm_api::audit::Event;
+use qvm_api::marks::{MAX_MARKS, MarkKeys, PoolMarks, SignedPoolMarks, TakenRange};
+use qvm_api::ticket::SignedTicket;
+use qvm_api::wire::Refusal;
+use qvm_core::encoding::Digest;
+use qvm_mpc::pool::Range;
+use qvm_node::client::{CallError, Peer};
+
+use crate::node::{Node, internal};
+use crate::store::{CustodianReads, CustodianWrites, Learned, dec};
+
+/// How long one pull may take before the peer counts as unreachable this time.
+const PULL_DEADLINE: Duration = Duration::from_secs(2);
+
+impl Node {
+    /// The tickets with pooled items this custodian admitted after cursor `after`,
+    /// signed.
+    pub fn pool_marks(&self, after: u64) -> Result<SignedPoolMarks, Refusal> {
+        let rows = self.store().own_tickets_after(after, MAX_MARKS)?;
+        let next = rows.last().map_or(after, |(id, _)| *id);
+        let tickets = rows.iter().map(|(_, t)| dec(t)).collect::<Result<_, _>>()?;
+        PoolMarks {
+            committee: self.committee_id,
+            from: self.index.get(),
+            after,
+            next,
+            tickets,
+        }
+        .sign(&self.keys.signing)
+        .map_err(|e| internal(e.to_string()))
+    }
+
+    /// Records the ranges custodian `from` admitted (from its checked marks) and moves
+    /// the cursor to `next`, in one transaction; raises an alarm for each range that
+    /// overlaps another ticket's. Returns how many ranges were new here.
+    pub fn learn(&self, from: u8, taken: &[TakenRange], next: u64) -> Result<usize, Refusal> {
+        let mut new = Vec::new();
+        let mut conflicts = Vec::new();
+        self.store().write(|tx| {
+            for r in taken {
+                match tx.learn_range(from, r)? {
+                    Learned::New => new.push(*r),
+                    Learned::Known => {}
+                    Learned::Conflict(known) => {
+                        let reason = reuse_reason(from, r, &known);
+                        tx.audit(Event::Alarm {
+                            reason: reason.clone(),
+                        })?;
+                        conflicts.push(reason);
+                    }
+                }
+            }
+            tx.set_gossip_cursor(from, next)?;
+            Ok::<_, Refusal>(())
+        })?;
+        for reason in &conflicts {
+            tracing::error!(node = %self.name, custodian = from, "ALARM: {reason}");
+            self.metrics.alarm("pool_reuse");
+        }
+        // Items used elsewhere can never be granted here: drop them from the pool.
+        self.with_pool(|pool| {
+            for r in &new {
+                pool.mark_used(
+                    r.kind,
+                    Range {
+                        start: r.start,
+                        count: r.end - r.start,
+                    },
+                );
+            }
+        });
+        self.metrics.learned(new.len() as u64);
+        Ok(new.len())
+    }
+
+    /// The hashes of those of `tickets` whose ranges are recorded here.
+    fn known_tickets(&self, tickets: &[SignedTicket]) -> Result<HashSet<Digest>, Refusal> {
+        let store = self.store();
+        let mut known = HashSet::new();
+        for t in tickets {
+            let h = t.hash().map_err(|e| internal(e.to_string()))?;
+            if store.knows_ticket(&h)? {
+                known.insert(h);
+            }
+        }
+        Ok(known)
+    }
+}
+
+/// The alarm's words: which items, which tickets, who told.
+fn reuse_reason(from: u8, r: &TakenRange, known: &[TakenRange]) -> String {
+    let here: Vec<String> = known
+        .iter()
+        .map(|k| format!("{}..{} under ticket {}", k.start, k.end, k.ticket.to_hex()))
+        .collect();
+    format!(
+        "pool reuse: custodian {from} admitted {} {}..{} under ticket {}, overlapping {} recorded here — the coordinator granted the same items twice",
+        r.kind,
+        r.start,
+        r.end,
+        r.ticket.to_hex(),
+        here.join(", ")
+    )
+}
+
+/// Pulls every other custodian's pool marks every `interval`, until the process ends.
+pub async fn run(node: Arc<Node>, interval: Duration) {
+    let http = match qvm_node::client::http_client() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(node = %node.name, error = %e, "pool-mark gossip cannot start");
+            return;
+        }
+    };
+    let me = node.index.get();
+    for c in &node.committee.custodians {
+        let Some(url) = c.url.as_deref().filter(|_| c.index != me) else {
+            continue;
+        };
+        let peer = Peer::new(url, http.clone());
+        tokio::spawn(pull_loop(Arc::clone(&node), c.index, peer, interval));
+    }
+}
+
+/// One peer: pull, learn, sleep. A peer that is down is logged once when it goes and once
+/// when it comes back, not at every pull.
+async fn pull_loop(node: Arc<Node>, from: u8, peer: Peer, interval: Duration) {
+    let mut reachable = true;
+    loop {
+        tokio::time::sleep(interval).await;
+        match pull(&node, from, &peer).await {
+            Ok(()) if !reachable => {
+                reachable = true;
+                tracing::info!(node = %node.name, custodian = from, "pool marks reachable again");
+            }
+            Ok(()) => {}
+            Err(e) if reachable => {
+                reachable = false;
+                tracing::warn!(node = %node.name, custodian = from, error = %e, "pool marks not pulled");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Pulls until the peer has nothing newer than the cursor.
+async fn pull(node: &Arc<Node>, from: u8, peer: &Peer) -> Result<(), CallError> {
+    let key = node
+        .committee
+        .custodians
+        .iter()
+        .find(|c| c.index == from)
+        .map(|c| c.signing)
+        .ok_or_else(|| CallError::BadAnswer(format!("custodian {from} is not in the committee")))?;
+    loop {
+        let after = node.store().gossip_cursor(from).map_err(stored)?;
+        let signed: SignedPoolMarks = peer
+            .get(&format!("/v1/pool-marks/{after}"), PULL_DEADLINE)
+            .await?;
+        let full = signed.marks.tickets.len() == MAX_MARKS;
+        if signed.marks.tickets.is_empty() && signed.marks.next == after {
+            // Nothing new: no signature to check that matters, no transaction to commit.
+            return Ok(());
+        }
+        let n = Arc::clone(node);
+        // Checking the marks verifies a signature per ticket not known here already:
+        // off the async threads, and without holding the store meanwhile.
+        tokio::task::spawn_blocking(move || {
+            let known = n.known_tickets(&signed.marks.tickets)?;
+            let keys = MarkKeys {
+                custodian: &key,
+                coordinator: &n.committee.coordinator,
+            };
+            let taken = signed.open(keys, from, &n.committee_id, after, |h| known.contains(h))?;
+            n.learn(from, &taken, signed.marks.next)
+        })
+        .await
+        .map_err(|e| CallError::BadAnswer(e.to_string()))?
+        .map_err(CallError::Refused)?;
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+fn stored(e: qvm_node::store::StoreError) -> CallError {
+    CallError::Refused(Refusal::from(e))
+}
