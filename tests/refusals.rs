@@ -328,7 +328,7 @@ fn custodians_refuse_what_a_malicious_coordinator_sends() {
 fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
     let c = Live::up(2, 4);
     let key = c.client_key();
-    let names = ["a", "b", "c", "d"];
+    let names = ["a", "b", "c", "d", "e"];
     c.deploy(
         "credit-score",
         policy(
@@ -352,7 +352,7 @@ fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
             count: per_b,
         },
     };
-    wait_for_pools(&c, 4, [12 * per_t, 12 * per_b]);
+    wait_for_pools(&c, 4, [13 * per_t, 13 * per_b]);
     let coordinator = c.keys("coordinator");
     let start = |who: &str, members: &[u32], g: PoolGrant| {
         let req = qvm::client::sign(&key.signing, &p, who, vec![credit(0.0)]).expect("signs");
@@ -434,6 +434,18 @@ fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
             );
         }
     }
+    // Custodian 1 admits items for {1, 2}; custodian 2 learns them from its marks before
+    // its own start arrives, and admits them all the same (the same ticket, no reuse).
+    let e = start("e", &[1, 2], grant(2));
+    let e_hash = e.ticket.hash().expect("hash");
+    let first = c.rt.block_on(start_at(&c, 1, &e));
+    assert!(matches!(first, Ok(SessionEvent::Round(_))), "{first:?}");
+    wait_until(&c, "custodian 2 learns the session's ranges", || {
+        origin_of(&c, 2, &e_hash) == Some(1)
+    });
+    let second = c.rt.block_on(start_at(&c, 2, &e));
+    assert!(matches!(second, Ok(SessionEvent::Round(_))), "{second:?}");
+    assert_eq!(origin_of(&c, 2, &e_hash), Some(0));
     // Custodian 2 and 4 took no part, and learned every admitted range all the same.
     wait_until(&c, "custodian 4 learns custodian 1's ranges", || {
         learned(&c, 4, 1) >= 2
@@ -480,6 +492,20 @@ fn learned(c: &Live, i: usize, from: u8) -> i64 {
             [from as i64],
             |r| r.get(0),
         )
+        .expect("query")
+}
+
+/// Who recorded a ticket's ranges at custodian `i`: 0 itself, else the custodian whose
+/// marks it learned them from.
+fn origin_of(c: &Live, i: usize, ticket: &Digest) -> Option<i64> {
+    use rusqlite::OptionalExtension;
+    custodian_db(c, i)
+        .query_row(
+            "SELECT MIN(origin) FROM taken WHERE ticket = ?1 HAVING COUNT(*) > 0",
+            [ticket.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .optional()
         .expect("query")
 }
 

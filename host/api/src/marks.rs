@@ -17,9 +17,9 @@
 //! Entries are idempotent, so a replayed or repeated answer changes nothing; a custodian
 //! that was down resumes from its stored cursor.
 
-use qvm_core::PartyIndex;
 use qvm_core::encoding::Digest;
 use qvm_core::sign::{Signature, SigningKey, VerifyingKey};
+use qvm_core::{PartyIndex, PartySet};
 use qvm_mpc::pool::PoolKind;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,10 @@ use crate::{Error, POOL_MARKS};
 
 /// The most tickets one answer carries; the puller asks again from `next`.
 pub const MAX_MARKS: usize = 1_000;
+
+/// The highest pool index a range may reach: item indices are stored as SQLite's signed
+/// 64-bit integers, and no pool comes near it.
+pub const MAX_ITEM: u64 = i64::MAX as u64;
 
 /// A range of a pool that a custodian admitted, and the ticket that granted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +125,9 @@ pub struct MarkKeys<'a> {
 impl SignedPoolMarks {
     /// Checks that custodian `from` of `committee` signed these marks, answering the
     /// question asked (cursor `after`), that the coordinator signed every ticket in them
-    /// and named `from` in its session set; returns the ranges the tickets grant.
+    /// and named `from` in its session set, and that every range is within
+    /// [`MAX_ITEM`]; returns the ranges the tickets grant, each with its ticket's session
+    /// set (a custodian in it may still admit the same ticket itself).
     ///
     /// A ticket whose hash `known` accepts was checked before (the caller admitted or
     /// learned it): its signature is not verified again, the most common case for a
@@ -133,7 +139,7 @@ impl SignedPoolMarks {
         committee: &Digest,
         after: u64,
         known: impl Fn(&Digest) -> bool,
-    ) -> Result<Vec<TakenRange>, Refusal> {
+    ) -> Result<Vec<(TakenRange, PartySet)>, Refusal> {
         let bad = |why: String| Refusal::new(RefusalKind::BadControl, why);
         keys.custodian
             .verify(POOL_MARKS, &self.marks, &self.signature)
@@ -142,7 +148,10 @@ impl SignedPoolMarks {
         if m.from != from || &m.committee != committee {
             return Err(bad("pool marks from another custodian or committee".into()));
         }
-        if m.after != after || m.next < m.after || m.tickets.len() > MAX_MARKS {
+        // A page with tickets moves the cursor on: a peer cannot keep the puller busy
+        // with the same page.
+        let moved = m.next > m.after || m.tickets.is_empty();
+        if m.after != after || m.next < m.after || !moved || m.tickets.len() > MAX_MARKS {
             return Err(bad(
                 "pool marks that do not answer the question asked".into()
             ));
@@ -161,7 +170,14 @@ impl SignedPoolMarks {
                     "pool marks with a ticket whose session set leaves out custodian {from}"
                 )));
             }
-            ranges.extend(self::ranges(&t.ticket, hash));
+            for r in self::ranges(&t.ticket, hash) {
+                if r.end > MAX_ITEM {
+                    return Err(bad(format!(
+                        "pool marks with a grant beyond item {MAX_ITEM}"
+                    )));
+                }
+                ranges.push((r, t.ticket.members));
+            }
         }
         Ok(ranges)
     }
@@ -224,7 +240,9 @@ mod tests {
             coordinator: &ck,
         };
         let none = |_: &Digest| false;
-        let ranges = signed.open(keys, 2, &committee, 3, none).expect("opens");
+        let opened = signed.open(keys, 2, &committee, 3, none).expect("opens");
+        assert!(opened.iter().all(|(_, m)| *m == PartySet::first(2)));
+        let ranges: Vec<TakenRange> = opened.into_iter().map(|(r, _)| r).collect();
         let hash = t.hash().expect("hash");
         assert_eq!(
             ranges,
@@ -273,9 +291,18 @@ mod tests {
         );
         let outside = marks(3, vec![t.clone()]).sign(&key).expect("signs");
         assert!(!ok(&outside, 3));
-        let mut back = marks(2, vec![t]);
+        let mut back = marks(2, vec![t.clone()]);
         back.next = 1;
         assert!(!ok(&back.sign(&key).expect("signs"), 2));
+        // Tickets, and the cursor stays put: the same page again and again.
+        let mut stuck = marks(2, vec![t]);
+        stuck.next = stuck.after;
+        assert!(!ok(&stuck.sign(&key).expect("signs"), 2));
+        // A grant reaching past the storable indices (a coordinator's, relayed).
+        let mut huge = ticket(&coordinator, PartySet::first(2), 10).ticket;
+        huge.grant.triples.start = u64::MAX - 5;
+        let huge = huge.sign(&coordinator).expect("signs");
+        assert!(!ok(&marks(2, vec![huge]).sign(&key).expect("signs"), 2));
         // A ticket with no triples grants only its bits.
         let bits_only = ticket(&coordinator, PartySet::first(2), 0);
         assert_eq!(granted(&bits_only).expect("ranges").len(), 1);

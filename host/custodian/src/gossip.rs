@@ -17,6 +17,7 @@ use qvm_api::audit::Event;
 use qvm_api::marks::{MAX_MARKS, MarkKeys, PoolMarks, SignedPoolMarks, TakenRange};
 use qvm_api::ticket::SignedTicket;
 use qvm_api::wire::Refusal;
+use qvm_core::PartySet;
 use qvm_core::encoding::Digest;
 use qvm_mpc::pool::Range;
 use qvm_node::client::{CallError, Peer};
@@ -26,6 +27,14 @@ use crate::store::{CustodianReads, CustodianWrites, Learned, dec};
 
 /// How long one pull may take before the peer counts as unreachable this time.
 const PULL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Pages pulled from one peer per interval: a peer far ahead is caught up over several
+/// intervals rather than in one long burst of signature checks.
+const PAGES: usize = 16;
+
+/// The largest answer read: [`MAX_MARKS`] tickets of a few hundred bytes each, with
+/// room for long program and identity names. A peer sending more is cut off.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 impl Node {
     /// The tickets with pooled items this custodian admitted after cursor `after`,
@@ -45,16 +54,23 @@ impl Node {
         .map_err(|e| internal(e.to_string()))
     }
 
-    /// Records the ranges custodian `from` admitted (from its checked marks) and moves
-    /// the cursor to `next`, in one transaction; raises an alarm for each range that
-    /// overlaps another ticket's. Returns how many ranges were new here.
-    pub fn learn(&self, from: u8, taken: &[TakenRange], next: u64) -> Result<usize, Refusal> {
+    /// Records the ranges custodian `from` admitted (from its checked marks, each with
+    /// its ticket's session set) and moves the cursor to `next`, in one transaction;
+    /// raises an alarm for each range that overlaps another ticket's. Returns how many
+    /// ranges were new here.
+    pub fn learn(
+        &self,
+        from: u8,
+        taken: &[(TakenRange, PartySet)],
+        next: u64,
+    ) -> Result<usize, Refusal> {
         let mut new = Vec::new();
         let mut conflicts = Vec::new();
         self.store().write(|tx| {
-            for r in taken {
-                match tx.learn_range(from, r)? {
-                    Learned::New => new.push(*r),
+            for (r, members) in taken {
+                let mine = members.contains(self.index);
+                match tx.learn_range(from, r, mine)? {
+                    Learned::New => new.push((*r, mine)),
                     Learned::Known => {}
                     Learned::Conflict(known) => {
                         let reason = reuse_reason(from, r, &known);
@@ -72,9 +88,11 @@ impl Node {
             tracing::error!(node = %self.name, custodian = from, "ALARM: {reason}");
             self.metrics.alarm("pool_reuse");
         }
-        // Items used elsewhere can never be granted here: drop them from the pool.
+        // Items another custodian used under a ticket that leaves this one out can never
+        // be granted here: drop them from the pool. A ticket naming this custodian too is
+        // one it may still admit (its start can arrive after the other member's marks).
         self.with_pool(|pool| {
-            for r in &new {
+            for (r, _) in new.iter().filter(|(_, mine)| !mine) {
                 pool.mark_used(
                     r.kind,
                     Range {
@@ -158,7 +176,7 @@ async fn pull_loop(node: Arc<Node>, from: u8, peer: Peer, interval: Duration) {
     }
 }
 
-/// Pulls until the peer has nothing newer than the cursor.
+/// Pulls until the peer has nothing newer than the cursor, at most [`PAGES`] pages.
 async fn pull(node: &Arc<Node>, from: u8, peer: &Peer) -> Result<(), CallError> {
     let key = node
         .committee
@@ -167,10 +185,14 @@ async fn pull(node: &Arc<Node>, from: u8, peer: &Peer) -> Result<(), CallError> 
         .find(|c| c.index == from)
         .map(|c| c.signing)
         .ok_or_else(|| CallError::BadAnswer(format!("custodian {from} is not in the committee")))?;
-    loop {
+    for _ in 0..PAGES {
         let after = node.store().gossip_cursor(from).map_err(stored)?;
         let signed: SignedPoolMarks = peer
-            .get(&format!("/v1/pool-marks/{after}"), PULL_DEADLINE)
+            .get_capped(
+                &format!("/v1/pool-marks/{after}"),
+                PULL_DEADLINE,
+                MAX_ANSWER_BYTES,
+            )
             .await?;
         let full = signed.marks.tickets.len() == MAX_MARKS;
         if signed.marks.tickets.is_empty() && signed.marks.next == after {
@@ -196,6 +218,7 @@ async fn pull(node: &Arc<Node>, from: u8, peer: &Peer) -> Result<(), CallError> 
             return Ok(());
         }
     }
+    Ok(())
 }
 
 fn stored(e: qvm_node::store::StoreError) -> CallError {

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS started_batches (id BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS taken (
     kind INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
-    ticket BLOB, origin INTEGER NOT NULL DEFAULT 0, signed BLOB, PRIMARY KEY (kind, start));
+    ticket BLOB, origin INTEGER NOT NULL DEFAULT 0, signed BLOB, seq INTEGER,
+    mine INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (kind, start));
 CREATE TABLE IF NOT EXISTS gossip (peer INTEGER PRIMARY KEY, after INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tickets (
     program TEXT NOT NULL, identity TEXT NOT NULL, sequence INTEGER NOT NULL,
@@ -125,11 +126,13 @@ pub trait CustodianReads {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The pooled ranges handed out, per pool slot: (slot, start, end).
+    /// The pooled ranges this custodian can never hand out, per pool slot: (slot, start,
+    /// end) — those it admitted, and those others admitted under tickets that leave it
+    /// out (a learned range of a ticket naming it may still be admitted here).
     fn taken(&self) -> Result<Vec<(usize, u64, u64)>, StoreError> {
-        let mut stmt = self
-            .db()
-            .prepare_cached("SELECT kind, start, end FROM taken ORDER BY kind, start")?;
+        let mut stmt = self.db().prepare_cached(
+            "SELECT kind, start, end FROM taken WHERE origin = 0 OR mine = 0 ORDER BY kind, start",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as usize,
@@ -141,7 +144,8 @@ pub trait CustodianReads {
     }
 
     /// The tickets with pooled items this custodian admitted itself after `after` (a
-    /// row id), oldest first, at most `limit`, each with the row id of its last range:
+    /// sequence number), oldest first, at most `limit`, each with the sequence number of
+    /// its last range:
     /// what it tells the other custodians. Ranges recorded before tickets were kept are
     /// not told.
     fn own_tickets_after(
@@ -150,7 +154,7 @@ pub trait CustodianReads {
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut stmt = self.db().prepare_cached(
-            "SELECT rowid, ticket, signed FROM taken WHERE rowid > ?1 AND origin = 0 AND signed IS NOT NULL ORDER BY rowid LIMIT ?2",
+            "SELECT seq, ticket, signed FROM taken WHERE seq > ?1 AND signed IS NOT NULL ORDER BY seq LIMIT ?2",
         )?;
         // A ticket's ranges are recorded one after another, so at most 2 rows a ticket.
         let rows = stmt.query_map(params![after as i64, 2 * limit as i64], |r| {
@@ -192,7 +196,8 @@ pub trait CustodianReads {
             .is_some())
     }
 
-    /// How far this custodian has read custodian `peer`'s ranges (a row id there).
+    /// How far this custodian has read custodian `peer`'s ranges (a sequence number
+    /// there).
     fn gossip_cursor(&self, peer: u8) -> Result<u64, StoreError> {
         Ok(self
             .db()
@@ -398,18 +403,24 @@ pub trait CustodianWrites {
             }
             _ => return Ok(false),
         }
-        self.insert_taken(range, 0, Some(signed))?;
+        self.insert_taken(range, 0, Some(signed), true)?;
         Ok(true)
     }
 
-    /// Records a range custodian `from` admitted (pool marks it signed), unless this
-    /// custodian knows it already or knows an overlapping range of another ticket: then
-    /// the coordinator handed the same items out twice, and the overlapping ranges known
-    /// here are returned as the evidence.
-    fn learn_range(&mut self, from: u8, range: &TakenRange) -> Result<Learned, StoreError> {
+    /// Records a range custodian `from` admitted (pool marks it signed) under a ticket
+    /// that names this custodian too (`mine`) or not, unless this custodian knows it
+    /// already or knows an overlapping range of another ticket: then the coordinator
+    /// handed the same items out twice, and the overlapping ranges known here are
+    /// returned as the evidence.
+    fn learn_range(
+        &mut self,
+        from: u8,
+        range: &TakenRange,
+        mine: bool,
+    ) -> Result<Learned, StoreError> {
         let known = self.overlapping(range)?;
         if known.is_empty() {
-            self.insert_taken(range, from, None)?;
+            self.insert_taken(range, from, None, mine)?;
             return Ok(Learned::New);
         }
         if let [(k, _)] = known.as_slice()
@@ -458,22 +469,25 @@ pub trait CustodianWrites {
     }
 
     /// Inserts a range recorded by `origin` (0: this custodian, with the signed ticket
-    /// it tells the others).
+    /// it tells the others and the next sequence number of what it tells — explicit,
+    /// because `VACUUM` may renumber implicit row ids and peers keep cursors into it).
     fn insert_taken(
         &mut self,
         range: &TakenRange,
         origin: u8,
         signed: Option<&[u8]>,
+        mine: bool,
     ) -> Result<(), StoreError> {
         self.conn().exec(
-            "INSERT INTO taken (kind, start, end, ticket, origin, signed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO taken (kind, start, end, ticket, origin, signed, mine, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?5 = 0 THEN (SELECT COALESCE(MAX(seq), 0) + 1 FROM taken) END)",
             params![
                 pool_slot(range.kind) as i64,
                 range.start as i64,
                 range.end as i64,
                 range.ticket.as_bytes().as_slice(),
                 origin as i64,
-                signed
+                signed,
+                mine
             ],
         )?;
         Ok(())
@@ -541,20 +555,32 @@ fn same(known: &TakenRange, range: &TakenRange) -> bool {
         && (known.ticket == range.ticket || known.ticket == Digest::default())
 }
 
-/// Adds the columns of pool marks to a `taken` table made before them, and their index.
+/// The columns pool marks added to `taken`, for a table made before them.
+const TAKEN_COLUMNS: [(&str, &str); 5] = [
+    ("ticket", "BLOB"),
+    ("origin", "INTEGER NOT NULL DEFAULT 0"),
+    ("signed", "BLOB"),
+    ("seq", "INTEGER"),
+    ("mine", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// Adds the columns of pool marks to a `taken` table made before them, and their indices.
 pub fn migrate(tx: &Tx<'_>) -> Result<(), StoreError> {
-    let has_ticket: i64 = tx.conn().query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('taken') WHERE name = 'ticket'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_ticket == 0 {
-        tx.conn().execute_batch(
-            "ALTER TABLE taken ADD COLUMN ticket BLOB; ALTER TABLE taken ADD COLUMN origin INTEGER NOT NULL DEFAULT 0; ALTER TABLE taken ADD COLUMN signed BLOB;",
+    for (name, ty) in TAKEN_COLUMNS {
+        let has: i64 = tx.conn().query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('taken') WHERE name = ?1",
+            [name],
+            |r| r.get(0),
         )?;
+        if has == 0 {
+            tx.conn()
+                .execute_batch(&format!("ALTER TABLE taken ADD COLUMN {name} {ty};"))?;
+        }
     }
-    tx.conn()
-        .execute_batch("CREATE INDEX IF NOT EXISTS taken_ticket ON taken (ticket);")?;
+    tx.conn().execute_batch(
+        "CREATE INDEX IF NOT EXISTS taken_ticket ON taken (ticket);
+         CREATE UNIQUE INDEX IF NOT EXISTS taken_seq ON taken (seq) WHERE seq IS NOT NULL;",
+    )?;
     Ok(())
 }
 
@@ -603,7 +629,8 @@ mod tests {
     }
 
     fn learn(s: &mut Store, from: u8, r: &TakenRange) -> Learned {
-        s.write(|tx| tx.learn_range(from, r)).expect("writes")
+        s.write(|tx| tx.learn_range(from, r, false))
+            .expect("writes")
     }
 
     #[test]
@@ -652,6 +679,25 @@ mod tests {
         let two = told(&s, all[1].0, 2);
         assert_eq!(two.iter().map(|(_, t)| *t).collect::<Vec<_>>(), vec![5, 7]);
         assert_eq!(two[1].0, all[3].0);
+    }
+
+    #[test]
+    fn a_range_learned_under_a_ticket_naming_this_custodian_stays_usable_here() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = open(dir.path());
+        let ours = range(PoolKind::Triples, 0, 10, 1);
+        let others = range(PoolKind::Triples, 10, 20, 2);
+        let learned = |s: &mut Store, r: &TakenRange, mine| {
+            s.write(|tx| tx.learn_range(2, r, mine)).expect("writes")
+        };
+        assert_eq!(learned(&mut s, &ours, true), Learned::New);
+        assert_eq!(learned(&mut s, &others, false), Learned::New);
+        // After a restart the pool drops what it can never hand out, not what it may.
+        assert_eq!(s.taken().expect("reads"), vec![(0, 10, 20)]);
+        // The other member's start arrives: admitted, now its own record.
+        assert!(take(&mut s, &ours));
+        assert_eq!(s.taken().expect("reads"), vec![(0, 0, 10), (0, 10, 20)]);
+        assert_eq!(told(&s, 0, 10).len(), 1);
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl<T: Zeroize + Copy + Default> Store<T> {
             return Err(Error::BadBatch("batch does not start where the pool ends"));
         }
         self.items.extend(items);
+        self.drop_used_front();
         Ok(())
     }
 
@@ -171,7 +172,9 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         out
     }
 
-    /// Records `range` as used and drops the used front of the pool.
+    /// Records `range` as used and drops the used front of the pool. The range may lie
+    /// beyond the items held (a custodian learns of items another used before their
+    /// batch reaches it): it is kept until they arrive.
     fn mark_used(&mut self, range: Range) {
         // A range wholly below the base is used already (and dropped).
         if range.count == 0 || range.end() <= self.base {
@@ -179,10 +182,25 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         }
         self.high_water = self.high_water.max(range.end());
         self.used.insert(range.start.max(self.base), range.end());
-        while let Some(end) = self.used.remove(&self.base) {
+        self.drop_used_front();
+    }
+
+    /// Drops used ranges at the front, as far as the items held reach: the base never
+    /// passes the end, so the next batch still starts where the pool ends.
+    fn drop_used_front(&mut self) {
+        while let Some(&end) = self.used.get(&self.base) {
             let n = (end.min(self.end()) - self.base) as usize;
+            if n == 0 {
+                return;
+            }
+            self.used.remove(&self.base);
             self.items.drain(..n).for_each(|mut x| x.zeroize());
-            self.base = end;
+            let reached = self.base + n as u64;
+            if end > reached {
+                // The rest of the range is beyond the items held.
+                self.used.insert(reached, end);
+            }
+            self.base = reached;
         }
     }
 }
@@ -456,6 +474,43 @@ mod tests {
             restored.take(&g(2, 1)),
             Err(Error::PoolReuse { .. })
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn items_used_elsewhere_before_their_batch_arrives_wait_for_it() -> Result<()> {
+        let mut pool = Pool::new();
+        pool.add(0, bits(4))?;
+        let g = |start, count| PoolGrant {
+            bits: Range { start, count },
+            ..PoolGrant::default()
+        };
+        assert_eq!(pool.take(&g(0, 4))?.bits.len(), 4);
+        // Another custodian used 4..6 and 6..9, of a batch not here yet.
+        pool.mark_used(PoolKind::Bits, Range { start: 4, count: 2 });
+        pool.mark_used(PoolKind::Bits, Range { start: 6, count: 3 });
+        assert_eq!(pool.end(PoolKind::Bits), 4);
+        pool.add(4, bits(10))?;
+        assert_eq!(pool.end(PoolKind::Bits), 14);
+        assert!(matches!(pool.take(&g(8, 1)), Err(Error::PoolReuse { .. })));
+        assert_eq!(
+            pool.take(&g(9, 2))?.bits,
+            vec![Fp::from(5u64), Fp::from(6u64)]
+        );
+        // A range reaching past a batch is dropped in part, the rest when the next comes.
+        pool.mark_used(
+            PoolKind::Bits,
+            Range {
+                start: 11,
+                count: 6,
+            },
+        );
+        pool.add(14, bits(5))?;
+        assert!(matches!(pool.take(&g(16, 1)), Err(Error::PoolReuse { .. })));
+        assert_eq!(
+            pool.take(&g(17, 2))?.bits,
+            vec![Fp::from(3u64), Fp::from(4u64)]
+        );
         Ok(())
     }
 

@@ -113,6 +113,38 @@ impl Peer {
             .timeout(deadline);
         answer(req.send().await).await
     }
+
+    /// GETs a canonical body of at most `max` bytes, with a deadline: for answers from a
+    /// peer that may be hostile, which could otherwise send until the deadline.
+    pub async fn get_capped<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        deadline: Duration,
+        max: usize,
+    ) -> Result<T, CallError> {
+        let req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(deadline);
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let too_long = || CallError::BadAnswer(format!("an answer longer than {max} bytes"));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| CallError::Unreachable(error_chain(&e)))?
+        {
+            if bytes.len() + chunk.len() > max {
+                return Err(too_long());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        decode(status, &bytes)
+    }
 }
 
 async fn answer<T: DeserializeOwned>(
@@ -150,4 +182,53 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+
+    use super::*;
+
+    /// A server whose `/bytes/{n}` answers a canonical byte string of `n` bytes.
+    async fn server() -> String {
+        let router = Router::new().route(
+            "/bytes/{n}",
+            get(
+                |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                    to_canonical(&vec![7u8; n]).expect("encodes")
+                },
+            ),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", l.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(l, router).await;
+        });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_capped_get_cuts_off_a_long_answer() {
+        let peer = Peer::new(&server().await, http_client().expect("client"));
+        let wait = Duration::from_secs(5);
+        let small: Vec<u8> = peer
+            .get_capped("/bytes/1000", wait, 4096)
+            .await
+            .expect("a short answer is read");
+        assert_eq!(small.len(), 1000);
+        let long = peer
+            .get_capped::<Vec<u8>>("/bytes/1000000", wait, 65_536)
+            .await;
+        assert!(matches!(long, Err(CallError::BadAnswer(_))), "{long:?}");
+        // The same answer with room for it.
+        let whole: Vec<u8> = peer
+            .get_capped("/bytes/1000000", wait, 2 << 20)
+            .await
+            .expect("read whole");
+        assert_eq!(whole.len(), 1_000_000);
+    }
 }
