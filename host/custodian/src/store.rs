@@ -479,7 +479,7 @@ pub trait CustodianWrites {
         mine: bool,
     ) -> Result<(), StoreError> {
         self.conn().exec(
-            "INSERT INTO taken (kind, start, end, ticket, origin, signed, mine, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?5 = 0 THEN (SELECT COALESCE(MAX(seq), 0) + 1 FROM taken) END)",
+            &format!("INSERT INTO taken (kind, start, end, ticket, origin, signed, mine, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?5 = 0 THEN ({NEXT_SEQ}) END)"),
             params![
                 pool_slot(range.kind) as i64,
                 range.start as i64,
@@ -554,6 +554,11 @@ fn same(known: &TakenRange, range: &TakenRange) -> bool {
         && known.end == range.end
         && (known.ticket == range.ticket || known.ticket == Digest::default())
 }
+
+/// The next sequence number of an own range. The `WHERE` lets SQLite read it from the
+/// partial index `taken_seq` instead of scanning the table (which made every admission
+/// slower as the table grew: 2.7 → 5.4 ms per credit-score evaluation within a minute).
+const NEXT_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) + 1 FROM taken WHERE seq IS NOT NULL";
 
 /// The columns pool marks added to `taken`, for a table made before them.
 const TAKEN_COLUMNS: [(&str, &str); 5] = [
@@ -698,6 +703,22 @@ mod tests {
         assert!(take(&mut s, &ours));
         assert_eq!(s.taken().expect("reads"), vec![(0, 0, 10), (0, 10, 20)]);
         assert_eq!(told(&s, 0, 10).len(), 1);
+    }
+
+    #[test]
+    fn the_next_sequence_number_is_read_from_its_index() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = open(dir.path());
+        let plan: String = s
+            .db()
+            .prepare(&format!("EXPLAIN QUERY PLAN {NEXT_SEQ}"))
+            .expect("plan")
+            .query_map([], |r| r.get::<_, String>(3))
+            .expect("rows")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows")
+            .join("; ");
+        assert!(plan.contains("taken_seq"), "{plan}");
     }
 
     #[test]
