@@ -135,7 +135,22 @@ fn refusals_name_their_reason_and_spend_nothing() {
         RefusalKind::BudgetExhausted,
     );
     assert!(msg.contains("18 of 18"), "{msg}");
-    // Rate: `bursty` has a burst of two and one more per minute.
+    // Rate: `bursty` has a burst of two and one more per minute. Requests signed by
+    // another key spend none of it (the coordinator checks the signature beside its other
+    // checks, and takes a token only once it holds), nor does a forged one whose only
+    // other fault is an exhausted budget learn about that budget.
+    for _ in 0..3 {
+        let forged = qvm::client::sign(&mallory, &p, "bursty", vec![credit(3.0)]).expect("signs");
+        refused(
+            c.rt.block_on(c.client.eval(&forged)),
+            RefusalKind::BadClientSignature,
+        );
+    }
+    let forged = qvm::client::sign(&mallory, &p, "trial", vec![credit(4.0)]).expect("signs");
+    refused(
+        c.rt.block_on(c.client.eval(&forged)),
+        RefusalKind::BadClientSignature,
+    );
     for _ in 0..2 {
         c.eval(&p, "bursty", vec![credit(3.0)])
             .expect("within the burst");
