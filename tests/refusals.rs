@@ -449,6 +449,26 @@ fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
             );
         }
     }
+    // The alarm is in custodian 1's log, which still verifies and lists it; the cluster
+    // check fails, since custodian 1 admitted tickets the coordinator never logged.
+    if !alarms(&c, 1).is_empty() {
+        let d = c.dir.path();
+        let (db, key) = (
+            d.join("data/custodian-1/custodian.db"),
+            d.join("keys/custodian-1/public.json"),
+        );
+        let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+        let (code, out, err) =
+            support::qvm(&["audit", "verify", "--db", &path(&db), "--key", &path(&key)]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("ALARM") && out.contains("pool reuse"), "{out}");
+        let (code, _, err) = support::qvm(&["audit", "verify", "--cluster", &path(d)]);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("which the coordinator's log does not give it"),
+            "{err}"
+        );
+    }
     // Custodian 1 admits items for {1, 2}; custodian 2 learns them from its marks before
     // its own start arrives, and admits them all the same (the same ticket, no reuse).
     let e = start("e", &[1, 2], grant(2));
