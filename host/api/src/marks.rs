@@ -47,13 +47,6 @@ pub struct TakenRange {
     pub ticket: Digest,
 }
 
-impl TakenRange {
-    /// Whether the two ranges share an item of the same pool.
-    pub fn overlaps(&self, other: &TakenRange) -> bool {
-        self.kind == other.kind && self.start < other.end && other.start < self.end
-    }
-}
-
 /// The tickets with pooled items that custodian `from` admitted after cursor `after`, up
 /// to cursor `next`. Tickets rather than bare ranges: the coordinator's signature on each
 /// proves the items were granted, so a lying custodian cannot make the others refuse
@@ -90,11 +83,6 @@ impl PoolMarks {
             signature,
         })
     }
-}
-
-/// The pooled ranges a signed ticket grants, each with the ticket's hash.
-pub fn granted(ticket: &SignedTicket) -> Result<Vec<TakenRange>, Error> {
-    Ok(ranges(&ticket.ticket, ticket.hash()?))
 }
 
 /// The pooled ranges `ticket` grants, each with `hash`, the signed ticket's hash.
@@ -305,23 +293,6 @@ mod tests {
         assert!(!ok(&marks(2, vec![huge]).sign(&key).expect("signs"), 2));
         // A ticket with no triples grants only its bits.
         let bits_only = ticket(&coordinator, PartySet::first(2), 0);
-        assert_eq!(granted(&bits_only).expect("ranges").len(), 1);
-    }
-
-    #[test]
-    fn ranges_overlap_within_one_pool_only() {
-        let r = |kind, start, end| TakenRange {
-            kind,
-            start,
-            end,
-            ticket: Digest::default(),
-        };
-        let a = r(PoolKind::Triples, 10, 20);
-        assert!(a.overlaps(&r(PoolKind::Triples, 19, 30)));
-        assert!(a.overlaps(&r(PoolKind::Triples, 0, 11)));
-        assert!(a.overlaps(&r(PoolKind::Triples, 12, 13)));
-        assert!(!a.overlaps(&r(PoolKind::Triples, 20, 30)));
-        assert!(!a.overlaps(&r(PoolKind::Triples, 0, 10)));
-        assert!(!a.overlaps(&r(PoolKind::Bits, 10, 20)));
+        assert_eq!(super::ranges(&bits_only.ticket, Digest::default()).len(), 1);
     }
 }

@@ -264,9 +264,9 @@ impl Coordinator {
         }
     }
 
-    /// The coordinator's own checks, the first line: the custodians repeat them.
-    /// The coordinator's first line: program, version, identity, time, inputs, replay and
-    /// budget, with the client's signature verified on a blocking thread meanwhile. The
+    /// The coordinator's own checks, the first line (the custodians repeat them):
+    /// program, version, identity, time, inputs, replay and budget, with the client's
+    /// signature verified on a blocking thread meanwhile. The
     /// rate token is taken once the signature holds ([`Pending::confirm`]), so a forged
     /// request spends nothing of the identity's rate.
     fn check(&self, req: &Arc<SignedRequest>) -> Result<(Checked, Pending), Refusal> {

@@ -1,21 +1,19 @@
 //! Pool-mark gossip (DESIGN.md §4; the messages are `qvm_api::marks`).
 //!
 //! Each custodian answers `GET /v1/pool-marks/{after}` with the tickets with pooled items
-//! it admitted after a cursor, signed, and pulls the same from every other custodian of the committee that
-//! has a URL, one task per peer, straight from the peer rather than through the
-//! coordinator (whose misbehaviour this is meant to catch). What it learns goes into the
+//! it admitted after a cursor, signed, and pulls the same from every other custodian of
+//! the committee that has a URL, one task per peer, straight from the peer rather than
+//! through the coordinator (whose misbehaviour this is meant to catch). What it learns goes into the
 //! same table admission checks, so a ticket granting items another custodian has
 //! already used is refused here too; a learned range that overlaps a range of another
 //! ticket recorded here is an alarm: logged, counted, and written to the audit log
 //! with both tickets.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use qvm_api::audit::Event;
 use qvm_api::marks::{MAX_MARKS, MarkKeys, PoolMarks, SignedPoolMarks, TakenRange};
-use qvm_api::ticket::SignedTicket;
 use qvm_api::wire::Refusal;
 use qvm_core::PartySet;
 use qvm_core::encoding::Digest;
@@ -105,19 +103,6 @@ impl Node {
         self.metrics.learned(new.len() as u64);
         Ok(new.len())
     }
-
-    /// The hashes of those of `tickets` whose ranges are recorded here.
-    fn known_tickets(&self, tickets: &[SignedTicket]) -> Result<HashSet<Digest>, Refusal> {
-        let store = self.store();
-        let mut known = HashSet::new();
-        for t in tickets {
-            let h = t.hash().map_err(|e| internal(e.to_string()))?;
-            if store.knows_ticket(&h)? {
-                known.insert(h);
-            }
-        }
-        Ok(known)
-    }
 }
 
 /// The alarm's words: which items, which tickets, who told.
@@ -200,15 +185,16 @@ async fn pull(node: &Arc<Node>, from: u8, peer: &Peer) -> Result<(), CallError> 
             return Ok(());
         }
         let n = Arc::clone(node);
-        // Checking the marks verifies a signature per ticket not known here already:
-        // off the async threads, and without holding the store meanwhile.
+        // Checking the marks verifies a signature per ticket not recorded here already
+        // (a store lookup each, which failing only means verifying): off the async
+        // threads, and without holding the store during the verifications.
         tokio::task::spawn_blocking(move || {
-            let known = n.known_tickets(&signed.marks.tickets)?;
             let keys = MarkKeys {
                 custodian: &key,
                 coordinator: &n.committee.coordinator,
             };
-            let taken = signed.open(keys, from, &n.committee_id, after, |h| known.contains(h))?;
+            let known = |h: &Digest| n.store().knows_ticket(h).unwrap_or(false);
+            let taken = signed.open(keys, from, &n.committee_id, after, known)?;
             n.learn(from, &taken, signed.marks.next)
         })
         .await

@@ -145,9 +145,8 @@ pub trait CustodianReads {
 
     /// The tickets with pooled items this custodian admitted itself after `after` (a
     /// sequence number), oldest first, at most `limit`, each with the sequence number of
-    /// its last range:
-    /// what it tells the other custodians. Ranges recorded before tickets were kept are
-    /// not told.
+    /// its last range: what it tells the other custodians. Ranges recorded before
+    /// tickets were kept are not told.
     fn own_tickets_after(
         &self,
         after: u64,

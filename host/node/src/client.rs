@@ -101,17 +101,19 @@ impl Peer {
         answer(req.send().await).await
     }
 
+    fn get_request(&self, path: &str, deadline: Duration) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .timeout(deadline)
+    }
+
     /// GETs a canonical body, with a deadline.
     pub async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         deadline: Duration,
     ) -> Result<T, CallError> {
-        let req = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .timeout(deadline);
-        answer(req.send().await).await
+        answer(self.get_request(path, deadline).send().await).await
     }
 
     /// GETs a canonical body of at most `max` bytes, with a deadline: for answers from a
@@ -122,11 +124,8 @@ impl Peer {
         deadline: Duration,
         max: usize,
     ) -> Result<T, CallError> {
-        let req = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .timeout(deadline);
-        let mut resp = req
+        let mut resp = self
+            .get_request(path, deadline)
             .send()
             .await
             .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
