@@ -40,6 +40,84 @@ impl<'de> Deserialize<'de> for Real {
     }
 }
 
+/// Vectors of 8-byte numbers as one byte string in the canonical encoding (each element's
+/// eight little-endian bytes; reals as their IEEE 754 bits), and as plain lists in JSON.
+///
+/// BCS would otherwise write them element by element, and serde's per-element calls were
+/// most of what decoding and encoding a batch cost (a 100-input batch of 100 reals is
+/// 10 000 of them, decoded by the coordinator and each custodian, and encoded again for
+/// every signature and hash).
+mod packed {
+    use core::fmt;
+    use core::marker::PhantomData;
+
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
+
+    use super::Real;
+
+    /// A number carried as eight little-endian bytes.
+    pub trait Word: Copy {
+        fn to_word(self) -> [u8; 8];
+        fn from_word(bytes: [u8; 8]) -> Self;
+    }
+
+    impl Word for i64 {
+        fn to_word(self) -> [u8; 8] {
+            self.to_le_bytes()
+        }
+        fn from_word(bytes: [u8; 8]) -> i64 {
+            i64::from_le_bytes(bytes)
+        }
+    }
+
+    impl Word for Real {
+        fn to_word(self) -> [u8; 8] {
+            self.0.to_bits().to_le_bytes()
+        }
+        fn from_word(bytes: [u8; 8]) -> Real {
+            Real(f64::from_bits(u64::from_le_bytes(bytes)))
+        }
+    }
+
+    pub fn serialize<T: Word + Serialize, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return v.serialize(s);
+        }
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_word()).collect();
+        s.serialize_bytes(&bytes)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        T: Word + Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        if d.is_human_readable() {
+            return Vec::<T>::deserialize(d);
+        }
+        d.deserialize_bytes(Words(PhantomData))
+    }
+
+    struct Words<T>(PhantomData<T>);
+
+    impl<T: Word> Visitor<'_> for Words<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string of 8-byte numbers")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<T>, E> {
+            let (words, rest) = v.as_chunks::<8>();
+            if !rest.is_empty() {
+                return Err(E::custom("numbers are 8 bytes each"));
+            }
+            Ok(words.iter().map(|w| T::from_word(*w)).collect())
+        }
+    }
+}
+
 /// One input value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,9 +129,9 @@ pub enum InputValue {
     /// A boolean.
     Boolean(bool),
     /// A vector of integers.
-    Ints(Vec<i64>),
+    Ints(#[serde(with = "packed")] Vec<i64>),
     /// A vector of reals.
-    Reals(Vec<Real>),
+    Reals(#[serde(with = "packed")] Vec<Real>),
     /// A vector of booleans.
     Booleans(Vec<bool>),
 }
@@ -332,6 +410,28 @@ mod tests {
         let json = serde_json::to_string(&r)?;
         assert!(json.contains("\"reals\":[1.5,-0.1]"), "{json}");
         assert_eq!(serde_json::from_str::<EvalRequest>(&json)?, r);
+        Ok(())
+    }
+
+    #[test]
+    fn vectors_are_packed_words_in_the_canonical_encoding() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let ints = InputValue::Ints(vec![-1, 2]);
+        let mut expected = vec![3, 16]; // variant 3 (ints), then 16 bytes
+        expected.extend((-1i64).to_le_bytes());
+        expected.extend(2i64.to_le_bytes());
+        assert_eq!(to_canonical(&ints)?, expected);
+        assert_eq!(from_canonical::<InputValue>(&expected)?, ints);
+        let reals = InputValue::Reals(vec![Real(-0.0), Real(f64::NAN)]);
+        let back = from_canonical::<InputValue>(&to_canonical(&reals)?)?;
+        let InputValue::Reals(r) = back else {
+            panic!("decoded {back:?}")
+        };
+        assert_eq!(r[0].0.to_bits(), (-0.0f64).to_bits());
+        assert_eq!(r[1].0.to_bits(), f64::NAN.to_bits());
+        // A byte string that is not whole numbers is refused, not truncated.
+        assert!(from_canonical::<InputValue>(&[3, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        assert_eq!(serde_json::to_string(&ints)?, r#"{"ints":[-1,2]}"#);
         Ok(())
     }
 

@@ -4,7 +4,28 @@
 wasmtime::component::bindgen!({
     path: "../../wit",
     world: "program",
-    imports: { default: async | trappable },
+    // Local share ops and `secret`/`random` never wait on other custodians, so they are
+    // plain host functions; only the interactive ops (whose rounds suspend the instance)
+    // are async. A program makes a host call per op, and the async trampoline (a boxed
+    // future polled on the fiber) was a fixed cost on each.
+    imports: {
+        "quorumvm:program/shares.[method]shared.len": trappable,
+        "quorumvm:program/shares.[method]shared.slice": trappable,
+        "quorumvm:program/shares.[method]shared.concat": trappable,
+        "quorumvm:program/shares.[method]shared.broadcast": trappable,
+        "quorumvm:program/shares.[method]shared.add": trappable,
+        "quorumvm:program/shares.[method]shared.sub": trappable,
+        "quorumvm:program/shares.[method]shared.neg": trappable,
+        "quorumvm:program/shares.[method]shared.add-public": trappable,
+        "quorumvm:program/shares.[method]shared.mul-public": trappable,
+        "quorumvm:program/shares.[method]shared.scale": trappable,
+        "quorumvm:program/shares.[method]shared.dot-public": trappable,
+        "quorumvm:program/shares.[method]shared.sum": trappable,
+        "quorumvm:program/shares.[drop]shared": trappable,
+        "quorumvm:program/shares.secret": trappable,
+        "quorumvm:program/shares.random": trappable,
+        default: async | trappable,
+    },
     exports: { default: async },
     trappable_error_type: {
         "quorumvm:program/shares.share-error" => crate::host::HostError,

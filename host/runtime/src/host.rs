@@ -142,11 +142,11 @@ fn bits(k: u8, m: Option<u8>) -> Result<(u32, u32), HostError> {
 }
 
 impl<B: Backend> shares::HostShared for HostState<B> {
-    async fn len(&mut self, this: Resource<SharedVec>) -> wasmtime::Result<u32> {
+    fn len(&mut self, this: Resource<SharedVec>) -> wasmtime::Result<u32> {
         Ok(self.table.get(&this)?.len() as u32)
     }
 
-    async fn slice(
+    fn slice(
         &mut self,
         this: Resource<SharedVec>,
         start: u32,
@@ -162,7 +162,7 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(s)
     }
 
-    async fn concat(
+    fn concat(
         &mut self,
         this: Resource<SharedVec>,
         other: Resource<SharedVec>,
@@ -171,7 +171,7 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(v)
     }
 
-    async fn broadcast(
+    fn broadcast(
         &mut self,
         this: Resource<SharedVec>,
         n: u32,
@@ -188,7 +188,7 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(v)
     }
 
-    async fn add(
+    fn add(
         &mut self,
         this: Resource<SharedVec>,
         other: Resource<SharedVec>,
@@ -198,7 +198,7 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(v)
     }
 
-    async fn sub(
+    fn sub(
         &mut self,
         this: Resource<SharedVec>,
         other: Resource<SharedVec>,
@@ -208,12 +208,12 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(v)
     }
 
-    async fn neg(&mut self, this: Resource<SharedVec>) -> wasmtime::Result<Resource<SharedVec>> {
+    fn neg(&mut self, this: Resource<SharedVec>) -> wasmtime::Result<Resource<SharedVec>> {
         let v = self.table.get(&this)?.neg();
         self.push(v).map_err(trap)
     }
 
-    async fn add_public(
+    fn add_public(
         &mut self,
         this: Resource<SharedVec>,
         values: Vec<i64>,
@@ -225,7 +225,7 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(v)
     }
 
-    async fn mul_public(
+    fn mul_public(
         &mut self,
         this: Resource<SharedVec>,
         values: Vec<i64>,
@@ -237,7 +237,7 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(v)
     }
 
-    async fn scale(
+    fn scale(
         &mut self,
         this: Resource<SharedVec>,
         factor: i64,
@@ -246,7 +246,7 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(v).map_err(trap)
     }
 
-    async fn dot_public(
+    fn dot_public(
         &mut self,
         this: Resource<SharedVec>,
         values: Vec<i64>,
@@ -258,12 +258,12 @@ impl<B: Backend> shares::HostShared for HostState<B> {
         self.push(v)
     }
 
-    async fn sum(&mut self, this: Resource<SharedVec>) -> wasmtime::Result<Resource<SharedVec>> {
+    fn sum(&mut self, this: Resource<SharedVec>) -> wasmtime::Result<Resource<SharedVec>> {
         let v = self.table.get(&this)?.sum();
         self.push(v).map_err(trap)
     }
 
-    async fn drop(&mut self, rep: Resource<SharedVec>) -> wasmtime::Result<()> {
+    fn drop(&mut self, rep: Resource<SharedVec>) -> wasmtime::Result<()> {
         let v = self.table.delete(rep)?;
         self.live_elements -= v.len();
         Ok(())
@@ -279,7 +279,7 @@ fn trap(e: HostError) -> wasmtime::Error {
 }
 
 impl<B: Backend> shares::Host for HostState<B> {
-    async fn secret(&mut self, name: String) -> Result<Resource<SharedVec>, HostError> {
+    fn secret(&mut self, name: String) -> Result<Resource<SharedVec>, HostError> {
         let v = self
             .backend
             .secret(&name)
@@ -353,7 +353,7 @@ impl<B: Backend> shares::Host for HostState<B> {
         self.interactive(Op::Select { c, x, y }).await
     }
 
-    async fn random(&mut self, len: u32) -> Result<Resource<SharedVec>, HostError> {
+    fn random(&mut self, len: u32) -> Result<Resource<SharedVec>, HostError> {
         if len as usize > self.limits.max_vector_len {
             return Err(HostError::Guest(ShareError::TooLong(
                 self.limits.max_vector_len as u32,
