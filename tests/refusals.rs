@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use qvm_api::marks::{MarksQuery, SignedPoolMarks};
 use qvm_api::request::{EvalRequest, InputField, InputValue, Real};
 use qvm_api::ticket::Ticket;
 use qvm_api::wire::{RefusalKind, SessionEvent, StartSession};
@@ -485,6 +486,51 @@ fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
     wait_until(&c, "custodian 4 learns custodian 1's ranges", || {
         learned(&c, 4, 1) >= 2
     });
+    marks_are_told_only_to_the_committee(&c, &key.signing);
+}
+
+/// Custodian 1's marks name who queried what: it answers custodian 2's signed, recent
+/// question, and nobody else's.
+fn marks_are_told_only_to_the_committee(c: &Live, client: &SigningKey) {
+    let json = std::fs::read_to_string(c.dir.path().join("committee.json")).expect("committee");
+    let committee = qvm_package::committee::Committee::from_json(&json)
+        .expect("parses")
+        .id()
+        .expect("id");
+    let peer = Peer::new(&c.file.custodians[0], http_client().expect("client"));
+    let ask = |from: u8, issued_at: u64, key: &SigningKey| {
+        let q = MarksQuery {
+            committee,
+            from,
+            to: 1,
+            after: 0,
+            issued_at,
+        }
+        .sign(key)
+        .expect("signs");
+        c.rt.block_on(peer.post::<_, SignedPoolMarks>("/v1/pool-marks", &q, Duration::from_secs(5)))
+    };
+    let now = qvm_node::now_secs();
+    let member = c.keys("custodian-2").signing;
+    let told = ask(2, now, &member).expect("a member's question is answered");
+    assert_eq!(told.marks.from, 1);
+    assert!(!told.marks.tickets.is_empty());
+    for (from, when, key, kind) in [
+        (2, now, client, RefusalKind::BadControl), // not custodian 2's signature
+        (9, now, &member, RefusalKind::BadControl), // no such custodian
+        (
+            1,
+            now,
+            &c.keys("custodian-1").signing,
+            RefusalKind::BadControl,
+        ), // itself
+        (2, now - 3_600, &member, RefusalKind::Expired), // an old question replayed
+    ] {
+        match ask(from, when, key) {
+            Err(CallError::Refused(r)) => assert_eq!(r.kind, kind, "{}", r.message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }
 
 /// Waits until every custodian's pools reach `end` (triples, bits).

@@ -41,6 +41,9 @@ pub const AUDIT_CHECKPOINT: Domain = Domain::new("qvm/audit-checkpoint/v1");
 pub const REVEAL: Domain = Domain::new("qvm/reveal/v1");
 /// A custodian's record of the pooled ranges it admitted, for the other custodians.
 pub const POOL_MARKS: Domain = Domain::new("qvm/pool-marks/v1");
+/// A custodian's signed question for another custodian's pool marks: only committee
+/// members may read who was granted which items.
+pub const POOL_MARKS_QUERY: Domain = Domain::new("qvm/pool-marks-query/v1");
 /// A batch item's session id, derived from the ticket's.
 pub const ITEM_SESSION: Domain = Domain::new("qvm/item-session/v1");
 

@@ -16,6 +16,9 @@
 //! grants the coordinator made: it cannot block a pool by claiming items it never had.
 //! Entries are idempotent, so a replayed or repeated answer changes nothing; a custodian
 //! that was down resumes from its stored cursor.
+//!
+//! The question is signed too ([`SignedMarksQuery`]): marks name which identities queried
+//! which programs and when, metadata only the committee's custodians may read.
 
 use qvm_core::encoding::Digest;
 use qvm_core::sign::{Signature, SigningKey, VerifyingKey};
@@ -25,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ticket::{SignedTicket, Ticket};
 use crate::wire::{Refusal, RefusalKind};
-use crate::{Error, POOL_MARKS};
+use crate::{Error, MAX_CLOCK_SKEW_SECS, POOL_MARKS, POOL_MARKS_QUERY};
 
 /// The most tickets one answer carries; the puller asks again from `next`.
 pub const MAX_MARKS: usize = 1_000;
@@ -82,6 +85,74 @@ impl PoolMarks {
             marks: self,
             signature,
         })
+    }
+}
+
+/// Custodian `from` asks custodian `to` for its marks after cursor `after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarksQuery {
+    /// The committee.
+    pub committee: Digest,
+    /// The asking custodian.
+    pub from: u8,
+    /// The custodian asked.
+    pub to: u8,
+    /// The cursor.
+    pub after: u64,
+    /// When it was asked, Unix seconds: a captured question is answered only within the
+    /// clock skew allowed.
+    pub issued_at: u64,
+}
+
+/// [`MarksQuery`] with the asking custodian's signature under [`POOL_MARKS_QUERY`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedMarksQuery {
+    /// The question.
+    pub query: MarksQuery,
+    /// The signature of custodian `query.from`.
+    pub signature: Signature,
+}
+
+impl MarksQuery {
+    /// Signs it with the asking custodian's key.
+    pub fn sign(self, key: &SigningKey) -> Result<SignedMarksQuery, Error> {
+        let signature = key.sign(POOL_MARKS_QUERY, &self)?;
+        Ok(SignedMarksQuery {
+            query: self,
+            signature,
+        })
+    }
+}
+
+impl SignedMarksQuery {
+    /// Checks that another custodian of `committee` (whose key `key_of` gives) asked
+    /// custodian `me` recently, and returns the cursor asked for.
+    pub fn open<'k>(
+        &self,
+        me: u8,
+        committee: &Digest,
+        now: u64,
+        key_of: impl Fn(u8) -> Option<&'k VerifyingKey>,
+    ) -> Result<u64, Refusal> {
+        let bad = |why: &str| Refusal::new(RefusalKind::BadControl, why);
+        let q = &self.query;
+        if &q.committee != committee || q.to != me {
+            return Err(bad(
+                "a pool-marks question for another committee or custodian",
+            ));
+        }
+        let key = key_of(q.from)
+            .filter(|_| q.from != me)
+            .ok_or_else(|| bad("a pool-marks question from no other custodian of the committee"))?;
+        key.verify(POOL_MARKS_QUERY, q, &self.signature)
+            .map_err(|_| bad("a pool-marks question not signed by the custodian it names"))?;
+        if q.issued_at.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
+            return Err(Refusal::new(
+                RefusalKind::Expired,
+                "a pool-marks question asked too long ago (or in the future)",
+            ));
+        }
+        Ok(q.after)
     }
 }
 
@@ -212,6 +283,54 @@ mod tests {
             next: 5,
             tickets,
         }
+    }
+
+    #[test]
+    fn questions_open_only_from_another_member_recently() {
+        let asker = SigningKey::generate(&mut rand_core::OsRng);
+        let me = SigningKey::generate(&mut rand_core::OsRng);
+        let (ak, mk) = (asker.verifying_key(), me.verifying_key());
+        let committee = Digest::from_bytes([7; 32]);
+        let keys = |i: u8| match i {
+            1 => Some(&ak),
+            2 => Some(&mk),
+            _ => None,
+        };
+        let query = |from, to, issued_at| MarksQuery {
+            committee,
+            from,
+            to,
+            after: 42,
+            issued_at,
+        };
+        let now = 1_000_000;
+        let ok = query(1, 2, now).sign(&asker).expect("signs");
+        assert_eq!(ok.open(2, &committee, now, keys), Ok(42));
+        let kind =
+            |s: &SignedMarksQuery, me: u8, c: &Digest| s.open(me, c, now, keys).map_err(|r| r.kind);
+        // Asked of another custodian, in another committee.
+        assert_eq!(kind(&ok, 3, &committee), Err(RefusalKind::BadControl));
+        let elsewhere = Digest::from_bytes([8; 32]);
+        assert_eq!(kind(&ok, 2, &elsewhere), Err(RefusalKind::BadControl));
+        // Signed by someone else than the custodian it names; by no member; by itself.
+        let forged = query(1, 2, now).sign(&me).expect("signs");
+        assert_eq!(kind(&forged, 2, &committee), Err(RefusalKind::BadControl));
+        let stranger = query(9, 2, now).sign(&asker).expect("signs");
+        assert_eq!(kind(&stranger, 2, &committee), Err(RefusalKind::BadControl));
+        let own = query(2, 2, now).sign(&me).expect("signs");
+        assert_eq!(kind(&own, 2, &committee), Err(RefusalKind::BadControl));
+        // Altered after signing (another cursor).
+        let mut altered = ok.clone();
+        altered.query.after = 0;
+        assert_eq!(kind(&altered, 2, &committee), Err(RefusalKind::BadControl));
+        // Asked too long ago, or from the future, beyond the clock skew.
+        let skew = MAX_CLOCK_SKEW_SECS;
+        for t in [now - skew - 1, now + skew + 1] {
+            let stale = query(1, 2, t).sign(&asker).expect("signs");
+            assert_eq!(kind(&stale, 2, &committee), Err(RefusalKind::Expired));
+        }
+        let edge = query(1, 2, now - skew).sign(&asker).expect("signs");
+        assert_eq!(kind(&edge, 2, &committee), Ok(42));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Pool-mark gossip (DESIGN.md §4; the messages are `qvm_api::marks`).
 //!
-//! Each custodian answers `GET /v1/pool-marks/{after}` with the tickets with pooled items
-//! it admitted after a cursor, signed, and pulls the same from every other custodian of
+//! Each custodian answers another custodian's signed question (`POST /v1/pool-marks`)
+//! with the tickets with pooled items it admitted after a cursor, signed, and pulls the same from every other custodian of
 //! the committee that has a URL, one task per peer, straight from the peer rather than
 //! through the coordinator (whose misbehaviour this is meant to catch). What it learns goes into the
 //! same table admission checks, so a ticket granting items another custodian has
@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qvm_api::audit::Event;
-use qvm_api::marks::{MAX_MARKS, MarkKeys, PoolMarks, SignedPoolMarks, TakenRange};
+use qvm_api::marks::{
+    MAX_MARKS, MarkKeys, MarksQuery, PoolMarks, SignedMarksQuery, SignedPoolMarks, TakenRange,
+};
 use qvm_api::wire::Refusal;
 use qvm_core::PartySet;
 use qvm_core::encoding::Digest;
@@ -35,9 +37,23 @@ const PAGES: usize = 16;
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 impl Node {
-    /// The tickets with pooled items this custodian admitted after cursor `after`,
-    /// signed.
-    pub fn pool_marks(&self, after: u64) -> Result<SignedPoolMarks, Refusal> {
+    /// The tickets with pooled items this custodian admitted after the cursor another
+    /// custodian of the committee asked for, signed. Anyone else is refused: the tickets
+    /// say which identities queried which programs, and when.
+    pub fn pool_marks(&self, query: &SignedMarksQuery) -> Result<SignedPoolMarks, Refusal> {
+        let key_of = |i: u8| {
+            let c = self.committee.custodians.iter().find(|c| c.index == i);
+            c.map(|c| &c.signing)
+        };
+        let asked = query.open(
+            self.index.get(),
+            &self.committee_id,
+            qvm_node::now_secs(),
+            key_of,
+        );
+        let after = asked.inspect_err(|r| {
+            tracing::warn!(node = %self.name, reason = %r.message, "pool-marks question refused");
+        })?;
         let rows = self.store().own_tickets_after(after, MAX_MARKS)?;
         let next = rows.last().map_or(after, |(id, _)| *id);
         let tickets = rows.iter().map(|(_, t)| dec(t)).collect::<Result<_, _>>()?;
@@ -172,12 +188,17 @@ async fn pull(node: &Arc<Node>, from: u8, peer: &Peer) -> Result<(), CallError> 
         .ok_or_else(|| CallError::BadAnswer(format!("custodian {from} is not in the committee")))?;
     for _ in 0..PAGES {
         let after = node.store().gossip_cursor(from).map_err(stored)?;
+        let query = MarksQuery {
+            committee: node.committee_id,
+            from: node.index.get(),
+            to: from,
+            after,
+            issued_at: qvm_node::now_secs(),
+        }
+        .sign(&node.keys.signing)
+        .map_err(|e| CallError::BadAnswer(e.to_string()))?;
         let signed: SignedPoolMarks = peer
-            .get_capped(
-                &format!("/v1/pool-marks/{after}"),
-                PULL_DEADLINE,
-                MAX_ANSWER_BYTES,
-            )
+            .post_capped("/v1/pool-marks", &query, PULL_DEADLINE, MAX_ANSWER_BYTES)
             .await?;
         let full = signed.marks.tickets.len() == MAX_MARKS;
         if signed.marks.tickets.is_empty() && signed.marks.next == after {

@@ -11,7 +11,7 @@
 //! | POST | `/v1/packages/{id}/certificate` | `Certificate` → () |
 //! | POST | `/v1/sessions` | `StartSession` → `SessionEvent` |
 //! | POST | `/v1/sessions/round` | `RoundInput` → `SessionEvent` |
-//! | GET | `/v1/pool-marks/{after}` | → `SignedPoolMarks`: the ranges it admitted after the cursor |
+//! | POST | `/v1/pool-marks` | `SignedMarksQuery` (another custodian's) → `SignedPoolMarks`: the tickets with pooled items it admitted after the cursor |
 //! | GET | `/v1/channel` | upgrade to a framed channel whose calls reach the POST routes above (`qvm_node::channel`) |
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use qvm_api::marks::SignedPoolMarks;
+use qvm_api::marks::{SignedMarksQuery, SignedPoolMarks};
 use qvm_api::wire::{
     Health, Proposal, Refusal, RefusalKind, RoundInput, SessionEvent, SignedControl, StartSession,
 };
@@ -44,7 +44,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/packages/{id}/certificate", post(certificate))
         .route("/v1/sessions", post(start))
         .route("/v1/sessions/round", post(round))
-        .route("/v1/pool-marks/{after}", get(pool_marks))
+        .route("/v1/pool-marks", post(pool_marks))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(node)
 }
@@ -124,7 +124,7 @@ async fn round(State(node): State<Arc<Node>>, Bcs(r): Bcs<RoundInput>) -> Reply<
 
 async fn pool_marks(
     State(node): State<Arc<Node>>,
-    Path(after): Path<u64>,
+    Bcs(query): Bcs<SignedMarksQuery>,
 ) -> Reply<SignedPoolMarks> {
-    Ok(Bcs(blocking(node, move |n| n.pool_marks(after)).await?))
+    Ok(Bcs(blocking(node, move |n| n.pool_marks(&query)).await?))
 }

@@ -101,31 +101,33 @@ impl Peer {
         answer(req.send().await).await
     }
 
-    fn get_request(&self, path: &str, deadline: Duration) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .timeout(deadline)
-    }
-
     /// GETs a canonical body, with a deadline.
     pub async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         deadline: Duration,
     ) -> Result<T, CallError> {
-        answer(self.get_request(path, deadline).send().await).await
+        let req = self.http.get(format!("{}{path}", self.base));
+        answer(req.timeout(deadline).send().await).await
     }
 
-    /// GETs a canonical body of at most `max` bytes, with a deadline: for answers from a
-    /// peer that may be hostile, which could otherwise send until the deadline.
-    pub async fn get_capped<T: DeserializeOwned>(
+    /// POSTs a canonical body over HTTP and reads an answer of at most `max` bytes, with
+    /// a deadline: for answers from a peer that may be hostile, which could otherwise send
+    /// until the deadline.
+    pub async fn post_capped<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
+        body: &B,
         deadline: Duration,
         max: usize,
     ) -> Result<T, CallError> {
+        let bytes = to_canonical(body).map_err(|e| CallError::BadAnswer(e.to_string()))?;
         let mut resp = self
-            .get_request(path, deadline)
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(bytes)
+            .timeout(deadline)
             .send()
             .await
             .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
@@ -186,7 +188,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use axum::Router;
-    use axum::routing::get;
+    use axum::routing::post;
 
     use super::*;
 
@@ -194,7 +196,7 @@ mod tests {
     async fn server() -> String {
         let router = Router::new().route(
             "/bytes/{n}",
-            get(
+            post(
                 |axum::extract::Path(n): axum::extract::Path<usize>| async move {
                     to_canonical(&vec![7u8; n]).expect("encodes")
                 },
@@ -211,21 +213,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_capped_get_cuts_off_a_long_answer() {
+    async fn a_capped_post_cuts_off_a_long_answer() {
         let peer = Peer::new(&server().await, http_client().expect("client"));
         let wait = Duration::from_secs(5);
         let small: Vec<u8> = peer
-            .get_capped("/bytes/1000", wait, 4096)
+            .post_capped("/bytes/1000", &(), wait, 4096)
             .await
             .expect("a short answer is read");
         assert_eq!(small.len(), 1000);
         let long = peer
-            .get_capped::<Vec<u8>>("/bytes/1000000", wait, 65_536)
+            .post_capped::<_, Vec<u8>>("/bytes/1000000", &(), wait, 65_536)
             .await;
         assert!(matches!(long, Err(CallError::BadAnswer(_))), "{long:?}");
         // The same answer with room for it.
         let whole: Vec<u8> = peer
-            .get_capped("/bytes/1000000", wait, 2 << 20)
+            .post_capped("/bytes/1000000", &(), wait, 2 << 20)
             .await
             .expect("read whole");
         assert_eq!(whole.len(), 1_000_000);
