@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use qvm_api::wire::RefusalKind;
+use qvm_mpc::pool::PoolKind;
 use support::{GENEROUS, Live, credit, linear, refused};
 
 /// A load running on its own thread, and how many of its evaluations have finished.
@@ -220,5 +221,121 @@ fn a_custodian_killed_under_load_restarts_with_nothing_lost() {
             .eval(&prog, "analyst", vec![input])
             .unwrap_or_else(|e| panic!("{p}: {e}{}", c.logs()));
         assert!(r.receipt.receipt.members.contains(victim));
+    }
+}
+
+/// Items no ticket can grant any more are retired (their tickets expired), which frees
+/// the pool behind them, and the batch records wholly below the pool's base are deleted;
+/// the custodian restarts from the first batch it kept and serves again. Custodian 3 is
+/// down while custodians 1 and 2 use the first pooled items, so they stay in its pool
+/// until retired — as after sessions that failed over without it, or with gossip off.
+#[test]
+fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() {
+    let c = Live::up(2, 3);
+    deploy_both(&c);
+    let p = c.program("credit_score");
+    let per_t = p.cost.multiplications;
+    let of_kind = |kind: i64| -> i64 {
+        c.custodian_db(3)
+            .query_row(
+                "SELECT COUNT(*) FROM batches WHERE kind = ?1",
+                [kind],
+                |r| r.get(0),
+            )
+            .expect("query")
+    };
+    // The pools fill (two batches of triples) before custodian 3 goes down.
+    let wait = std::time::Instant::now() + Duration::from_secs(60);
+    while of_kind(0) < 2 || of_kind(1) < 1 {
+        assert!(std::time::Instant::now() < wait, "pools fill{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.signal("custodian-3", "KILL");
+    assert!(c.wait_health(3, false, Duration::from_secs(5)));
+    // More triples than one batch holds (8 192), in batches of ten inputs.
+    for n in 0..3 {
+        let inputs = (0..10).map(|i| credit(i as f64 / 10.0)).collect();
+        c.eval(&p, "analyst", inputs)
+            .unwrap_or_else(|e| panic!("batch {n}: {e}{}", c.logs()));
+    }
+    let granted = |kind: i64| -> u64 {
+        c.custodian_db(1)
+            .query_row(
+                "SELECT COALESCE(MAX(end), 0) FROM taken WHERE kind = ?1",
+                [kind],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("query") as u64
+    };
+    // Every item below was allocated to a ticket that expires.
+    let x = [granted(0), granted(1)];
+    assert!(x[0] >= 30 * per_t, "{x:?}");
+    let toml = c.dir.path().join("custodian-3.toml");
+    let batches = || -> i64 {
+        c.custodian_db(3)
+            .query_row("SELECT COUNT(*) FROM batches", [], |r| r.get(0))
+            .expect("query")
+    };
+    let before = batches();
+    {
+        let node =
+            qvm_custodian::Node::open_offline(&qvm_custodian::Config::load(&toml).expect("config"))
+                .expect("opens");
+        let bases =
+            || node.with_pool(|pool| [PoolKind::Triples, PoolKind::Bits].map(|k| pool.base(k)));
+        let range = |start, count| qvm_mpc::pool::Range { start, count };
+        // Not yet expired: nothing is retired, nothing pruned.
+        node.note_grant(
+            1_000,
+            &qvm_mpc::pool::PoolGrant {
+                triples: range(x[0], 1),
+                bits: range(x[1], 1),
+            },
+        );
+        assert_eq!(node.sweep(1_000).expect("sweeps"), 0);
+        let pinned = bases();
+        assert_eq!(pinned, [0, 0]);
+        // Expired: everything below is retired, and the records below the bases pruned.
+        let pruned = node.sweep(2_000).expect("sweeps");
+        let freed = bases();
+        assert!(
+            freed[0] >= x[0] && freed[1] >= x[1],
+            "{pinned:?} -> {freed:?}, {x:?}"
+        );
+        // The first triples batch at least (its successor starts at 8 192 <= the base).
+        assert!(pruned >= 1, "{pruned} batch records pruned");
+        assert_eq!(batches(), before - pruned as i64);
+    }
+    qvm::cluster::restart(c.dir.path(), "custodian-3", &support::exe()).expect("restarts");
+    assert!(
+        c.wait_health(3, true, Duration::from_secs(20)),
+        "custodian 3 is back{}",
+        c.logs()
+    );
+    // Its sweeps report what its pools hold.
+    let metrics = || {
+        c.rt.block_on(async {
+            reqwest::get(format!("{}/metrics", c.file.custodians[2]))
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text")
+        })
+    };
+    let wait = std::time::Instant::now() + Duration::from_secs(10);
+    while !metrics().contains("qvm_custodian_pool_held{pool=\"triples\"}") {
+        assert!(std::time::Instant::now() < wait, "{}", metrics());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Served with custodian 3 in every set: from the pool it rebuilt.
+    c.signal("custodian-1", "KILL");
+    assert!(c.wait_health(1, false, Duration::from_secs(5)));
+    let three = qvm_core::PartyIndex::new(3).expect("index");
+    for i in 0..3 {
+        let r = c
+            .eval(&p, "analyst", vec![credit(i as f64 / 3.0)])
+            .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
+        assert!(r.receipt.receipt.members.contains(three));
     }
 }

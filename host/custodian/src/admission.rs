@@ -41,6 +41,13 @@ fn refuse(kind: RefusalKind, msg: impl Into<String>) -> Refusal {
 /// Runs the checks and, if all pass, commits the admission.
 pub fn admit(node: &Node, start: &StartSession) -> Result<Admitted, Refusal> {
     let result = check_and_commit(node, start);
+    if result.is_ok() {
+        // The grants of this ticket and of the missed ones it carries (all checked now)
+        // retire the items below them once expired (`retire`).
+        for t in start.chain.iter().chain([&start.ticket]) {
+            node.note_grant(t.ticket.expires_at, &t.ticket.grant);
+        }
+    }
     if let Err(r) = &result {
         if r.kind.is_client_fault() || r.kind == RefusalKind::ChainFork {
             let event = Event::Refused {

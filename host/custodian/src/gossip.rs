@@ -216,7 +216,11 @@ async fn pull(node: &Arc<Node>, from: u8, peer: &Peer) -> Result<(), CallError> 
             };
             let known = |h: &Digest| n.store().knows_ticket(h).unwrap_or(false);
             let taken = signed.open(keys, from, &n.committee_id, after, known)?;
-            n.learn(from, &taken, signed.marks.next)
+            let learned = n.learn(from, &taken, signed.marks.next)?;
+            for t in &signed.marks.tickets {
+                n.note_grant(t.ticket.expires_at, &t.ticket.grant);
+            }
+            Ok::<_, Refusal>(learned)
         })
         .await
         .map_err(|e| CallError::BadAnswer(e.to_string()))?

@@ -9,6 +9,7 @@
 //! - [`admission`] — the checks and the durable debit before a session runs;
 //! - [`session`] — batch items as concurrent instances, rounds through the coordinator;
 //! - [`gossip`] — the pooled ranges each custodian admitted, pulled from the others;
+//! - [`retire`] — pooled items no ticket can grant any more, and pruned batch records;
 //! - [`http`] — the HTTP/2 API.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -20,6 +21,7 @@ pub mod gossip;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod retire;
 pub mod session;
 pub mod store;
 
@@ -44,6 +46,7 @@ pub async fn serve(
         let interval = std::time::Duration::from_millis(config.gossip.interval_ms);
         tokio::spawn(gossip::run(Arc::clone(&node), interval));
     }
+    tokio::spawn(retire::run(Arc::clone(&node)));
     qvm_node::http::serve(
         config.listen,
         qvm_node::channel::with_channel(http::router(Arc::clone(&node))),

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use qvm_api::wire::RefusalKind;
 
@@ -20,6 +21,13 @@ pub struct Alarm {
     pub kind: String,
 }
 
+/// A pool's label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    /// `triples` or `bits`.
+    pub pool: String,
+}
+
 /// Counters.
 #[derive(Debug)]
 pub struct Metrics {
@@ -29,6 +37,8 @@ pub struct Metrics {
     refusals: Family<Reason, Counter>,
     alarms: Family<Alarm, Counter>,
     learned: Counter,
+    held: Family<PoolLabel, Gauge>,
+    pruned: Counter,
 }
 
 impl Default for Metrics {
@@ -63,6 +73,18 @@ impl Default for Metrics {
             "Pooled ranges other custodians admitted, learned from their signed pool marks",
             learned.clone(),
         );
+        let held = Family::<PoolLabel, Gauge>::default();
+        registry.register(
+            "pool_held",
+            "Pooled items held in memory, from the first not yet used or retired to the end",
+            held.clone(),
+        );
+        let pruned = Counter::default();
+        registry.register(
+            "batches_pruned",
+            "Batch records deleted once every item in them was used or retired",
+            pruned.clone(),
+        );
         Metrics {
             registry,
             started,
@@ -70,6 +92,8 @@ impl Default for Metrics {
             refusals,
             alarms,
             learned,
+            held,
+            pruned,
         }
     }
 }
@@ -104,6 +128,18 @@ impl Metrics {
     /// Ranges were learned from another custodian's pool marks.
     pub fn learned(&self, n: u64) {
         self.learned.inc_by(n);
+    }
+
+    /// The items a pool holds, after a sweep.
+    pub fn pool_held(&self, pool: &str, items: u64) {
+        self.held
+            .get_or_create(&PoolLabel { pool: pool.into() })
+            .set(items as i64);
+    }
+
+    /// Batch records were pruned.
+    pub fn pruned(&self, n: u64) {
+        self.pruned.inc_by(n);
     }
 
     /// The text exposition.

@@ -142,6 +142,9 @@ pub struct Node {
     store: Mutex<Store>,
     keyring: RwLock<Option<Arc<PrssKeyring>>>,
     pool: Mutex<Pool>,
+    /// Grants waiting for expiry, and the pool bases batch records were last pruned at.
+    retirements: Mutex<crate::retire::Retirements>,
+    pruned_at: Mutex<[u64; 2]>,
     offline: Mutex<HashMap<Digest, OfflineBatch>>,
     programs: RwLock<HashMap<String, Arc<Active>>>,
     manifests: RwLock<HashMap<Digest, Arc<Manifest>>>,
@@ -287,6 +290,8 @@ impl Node {
             store: Mutex::new(store),
             keyring: RwLock::new(None),
             pool: Mutex::new(Pool::new()),
+            retirements: Mutex::new(crate::retire::Retirements::default()),
+            pruned_at: Mutex::new([0; 2]),
             offline: Mutex::new(HashMap::new()),
             programs: RwLock::new(HashMap::new()),
             manifests: RwLock::new(HashMap::new()),
@@ -325,6 +330,12 @@ impl Node {
                 let record: BatchRecord = dec(&r)?;
                 let produced = catch_up(&ring, &self.mpc, &record)
                     .map_err(|e| StartError::Recovery(e.to_string()))?;
+                let kind = record.spec.kind;
+                if pool.end(kind) == 0 && record.spec.start > 0 {
+                    // The batches below were pruned, every item of them used or retired.
+                    pool.resume_at(kind, record.spec.start)
+                        .map_err(|e| StartError::Recovery(e.to_string()))?;
+                }
                 pool.add(record.spec.start, produced)
                     .map_err(|e| StartError::Recovery(e.to_string()))?;
             }
@@ -368,6 +379,14 @@ impl Node {
 
     fn pool(&self) -> MutexGuard<'_, Pool> {
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn retirements(&self) -> MutexGuard<'_, crate::retire::Retirements> {
+        self.retirements.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn pruned_at(&self) -> MutexGuard<'_, [u64; 2]> {
+        self.pruned_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The PRSS keyring, once committee setup is done.

@@ -279,6 +279,16 @@ pub trait CustodianWrites {
         Ok(n == 1)
     }
 
+    /// Deletes the batch records of pool `kind` wholly below `base` (those followed by a
+    /// batch starting at or below it); returns how many.
+    fn prune_batches(&mut self, kind: usize, base: u64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM batches WHERE kind = ?1 AND start < \
+             (SELECT MAX(start) FROM batches WHERE kind = ?1 AND start <= ?2)",
+            params![kind as i64, base as i64],
+        )?)
+    }
+
     /// Stores a batch record.
     fn insert_batch(
         &mut self,

@@ -185,6 +185,34 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         self.drop_used_front();
     }
 
+    /// Records every item below `x` as used: the custodian knows no ticket can still
+    /// grant them. Used ranges starting below `x` merge into one from the base, which
+    /// keeps the ranges disjoint.
+    fn retire_below(&mut self, x: u64) {
+        if x <= self.base {
+            return;
+        }
+        let below: Vec<u64> = self.used.range(..x).map(|(s, _)| *s).collect();
+        let mut end = x;
+        for s in below {
+            if let Some(e) = self.used.remove(&s) {
+                end = end.max(e);
+            }
+        }
+        self.used.insert(self.base, end);
+        self.drop_used_front();
+    }
+
+    /// Starts an empty store at `start`: the batches below it were all used and pruned.
+    fn resume_at(&mut self, start: u64) -> Result<()> {
+        if !self.items.is_empty() || start < self.base {
+            return Err(Error::BadBatch("a pool resumes only empty, and forward"));
+        }
+        self.used = self.used.split_off(&start);
+        self.base = start;
+        Ok(())
+    }
+
     /// Drops used ranges at the front, as far as the items held reach: the base never
     /// passes the end, so the next batch still starts where the pool ends.
     fn drop_used_front(&mut self) {
@@ -275,6 +303,35 @@ impl Pool {
         match kind {
             PoolKind::Triples => self.triples.mark_used(range),
             PoolKind::Bits => self.bits.mark_used(range),
+        }
+    }
+
+    /// The index of a pool's first item held: every item below it was used or retired.
+    pub fn base(&self, kind: PoolKind) -> u64 {
+        match kind {
+            PoolKind::Triples => self.triples.base,
+            PoolKind::Bits => self.bits.base,
+        }
+    }
+
+    /// Retires every item of a pool below `x`, held or still to come: items no ticket
+    /// can grant any more (every ticket that could has expired), which would otherwise
+    /// pin the rest of the pool in memory behind them — a grant whose session never
+    /// reached this custodian (failed over, or a coordinator that crashed after
+    /// granting), or items used under tickets it never saw.
+    pub fn retire_below(&mut self, kind: PoolKind, x: u64) {
+        match kind {
+            PoolKind::Triples => self.triples.retire_below(x),
+            PoolKind::Bits => self.bits.retire_below(x),
+        }
+    }
+
+    /// Starts an empty pool at item `start` instead of 0: after a restart, when the
+    /// batches below it were pruned (all their items used or retired).
+    pub fn resume_at(&mut self, kind: PoolKind, start: u64) -> Result<()> {
+        match kind {
+            PoolKind::Triples => self.triples.resume_at(start),
+            PoolKind::Bits => self.bits.resume_at(start),
         }
     }
 
@@ -511,6 +568,68 @@ mod tests {
             pool.take(&g(17, 2))?.bits,
             vec![Fp::from(3u64), Fp::from(4u64)]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn retired_items_free_the_pool_behind_them() -> Result<()> {
+        let mut pool = Pool::new();
+        pool.add(0, bits(10))?;
+        let g = |start, count| PoolGrant {
+            bits: Range { start, count },
+            ..PoolGrant::default()
+        };
+        // 0..2 never used (a session that never came), 2..4 and 6..7 used, 8..12 used
+        // elsewhere (past the items held): the front stays pinned at 0.
+        pool.take(&g(2, 2))?;
+        pool.take(&g(6, 1))?;
+        pool.mark_used(PoolKind::Bits, Range { start: 8, count: 4 });
+        assert_eq!(pool.base(PoolKind::Bits), 0);
+        // Retiring below 7 frees everything up to the next unused item, 7.
+        pool.retire_below(PoolKind::Bits, 7);
+        assert_eq!(pool.base(PoolKind::Bits), 7);
+        assert!(matches!(pool.take(&g(5, 1)), Err(Error::PoolReuse { .. })));
+        assert_eq!(pool.take(&g(7, 1))?.bits, vec![Fp::from(7u64)]);
+        // Items 8..12 reach past the held ones: the base stops at the end, and the next
+        // batch starts there; its first two items are the used range's tail.
+        assert_eq!(pool.base(PoolKind::Bits), 10);
+        pool.add(10, bits(4))?;
+        assert_eq!(pool.base(PoolKind::Bits), 12);
+        // Retiring below a point beyond the items held waits for them too; again and
+        // lower is nothing new.
+        pool.retire_below(PoolKind::Bits, 20);
+        pool.retire_below(PoolKind::Bits, 3);
+        assert_eq!(pool.base(PoolKind::Bits), 14);
+        pool.add(14, bits(10))?;
+        assert_eq!(pool.base(PoolKind::Bits), 20);
+        assert_eq!(pool.take(&g(20, 1))?.bits, vec![Fp::from(6u64)]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_pool_resumes_forward_only_when_empty() -> Result<()> {
+        let mut pool = Pool::new();
+        pool.mark_used(PoolKind::Bits, Range { start: 3, count: 2 });
+        pool.mark_used(PoolKind::Bits, Range { start: 9, count: 2 });
+        pool.resume_at(PoolKind::Bits, 8)?;
+        assert!(matches!(pool.add(0, bits(1)), Err(Error::BadBatch(_))));
+        pool.add(8, bits(4))?;
+        let g = |start, count| PoolGrant {
+            bits: Range { start, count },
+            ..PoolGrant::default()
+        };
+        assert_eq!(pool.take(&g(8, 1))?.bits, vec![Fp::from(0u64)]);
+        assert!(matches!(pool.take(&g(9, 1)), Err(Error::PoolReuse { .. })));
+        assert!(matches!(
+            pool.resume_at(PoolKind::Bits, 20),
+            Err(Error::BadBatch(_))
+        ));
+        let mut empty = Pool::new();
+        empty.resume_at(PoolKind::Triples, 5)?;
+        assert!(matches!(
+            empty.resume_at(PoolKind::Triples, 4),
+            Err(Error::BadBatch(_))
+        ));
         Ok(())
     }
 
