@@ -339,3 +339,119 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
         assert!(r.receipt.receipt.members.contains(three));
     }
 }
+
+/// The coordinator keeps batch records only from where an unexpired ticket could still
+/// grant items: with a 2 s ticket lifetime, the records below a long load's grants go,
+/// and a custodian that was down throughout skips to the first record kept and serves.
+#[test]
+fn the_coordinator_prunes_expired_records_and_a_late_custodian_skips_them() {
+    let c = Live::up(2, 4);
+    let pid = c.pid("coordinator");
+    c.signal("coordinator", "KILL");
+    // Gone, or a zombie (this test's child, reaped when the test ends).
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    };
+    while !gone() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let toml = c.dir.path().join("coordinator.toml");
+    let config = std::fs::read_to_string(&toml).expect("config");
+    std::fs::write(
+        &toml,
+        format!("{config}\n[sessions]\nticket_ttl_secs = 2\n"),
+    )
+    .expect("write");
+    qvm::cluster::restart(c.dir.path(), "coordinator", &support::exe()).expect("restarts");
+    let up = std::time::Instant::now() + Duration::from_secs(20);
+    while c.rt.block_on(c.client.status()).is_err() {
+        assert!(
+            std::time::Instant::now() < up,
+            "coordinator is back{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    deploy_both(&c);
+    // Custodian 4 goes down with at most the first fill (about 20 000 triples).
+    c.signal("custodian-4", "KILL");
+    assert!(c.wait_health(4, false, Duration::from_secs(5)));
+    let p = c.program("credit_score");
+    let per_t = p.cost.multiplications;
+    let mut used = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while used < 80 * per_t {
+        assert!(std::time::Instant::now() < deadline, "{}", c.logs());
+        let inputs = (0..10).map(|i| credit(i as f64 / 10.0)).collect();
+        match c.eval(&p, "analyst", inputs) {
+            Ok(_) => used += 10 * per_t,
+            Err(e) if e.to_string().contains("pool") => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("{e}{}", c.logs()),
+        }
+    }
+    let first_kept = || -> i64 {
+        let db =
+            qvm_node::store::open_read_only(&c.dir.path().join("data/coordinator/coordinator.db"))
+                .expect("db");
+        db.query_row(
+            "SELECT COALESCE(MIN(start), 0) FROM batches WHERE kind = 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("query")
+    };
+    // Past the tickets' expiry and the margin, the records below 32 768 go.
+    let wait = std::time::Instant::now() + Duration::from_secs(30);
+    while first_kept() < 32_768 {
+        assert!(
+            std::time::Instant::now() < wait,
+            "first record kept {}{}",
+            first_kept(),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let custodian_end = || -> i64 {
+        c.custodian_db(4)
+            .query_row(
+                "SELECT COALESCE(MAX(start), 0) FROM batches WHERE kind = 0",
+                [],
+                |r| r.get(0),
+            )
+            .expect("query")
+    };
+    assert!(
+        custodian_end() < first_kept(),
+        "custodian 4 has the records it needs"
+    );
+    qvm::cluster::restart(c.dir.path(), "custodian-4", &support::exe()).expect("restarts");
+    assert!(
+        c.wait_health(4, true, Duration::from_secs(20)),
+        "{}",
+        c.logs()
+    );
+    // It catches up from the first record kept, and serves with custodians 1 and 2 down.
+    let wait = std::time::Instant::now() + Duration::from_secs(30);
+    while custodian_end() < first_kept() {
+        assert!(
+            std::time::Instant::now() < wait,
+            "custodian 4 catches up{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in [1u8, 2] {
+        c.signal(&format!("custodian-{i}"), "KILL");
+        assert!(c.wait_health(i, false, Duration::from_secs(5)));
+    }
+    let four = qvm_core::PartyIndex::new(4).expect("index");
+    for i in 0..3 {
+        let r = c
+            .eval(&p, "analyst", vec![credit(i as f64 / 3.0)])
+            .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
+        assert!(r.receipt.receipt.members.contains(four));
+    }
+}

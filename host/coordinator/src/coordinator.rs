@@ -29,6 +29,8 @@ use crate::store::{self, Store, StoreError, dec, enc};
 
 /// How often background loops look.
 const TICK: Duration = Duration::from_millis(100);
+/// How often batch records below expired grants are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// How long a completion entry may wait for a ticket transaction to carry it before the
 /// background flush writes it on its own.
 const DEFERRED_FLUSH: Duration = Duration::from_millis(20);
@@ -142,6 +144,10 @@ pub struct Coordinator {
     /// The custodians.
     pub custodians: Vec<CustodianLink>,
     ledger: Mutex<PoolLedger>,
+    /// Grants waiting for their tickets to expire, and the items below which batch
+    /// records were pruned, per pool.
+    retirements: Mutex<qvm_mpc::pool::Retirements>,
+    pruned_below: Mutex<[u64; 2]>,
     programs: RwLock<HashMap<String, Arc<ActiveProgram>>>,
     pending: Mutex<HashMap<Digest, Pending>>,
     /// Serializes ticket issuance (chains, budgets, ledger).
@@ -230,6 +236,8 @@ impl Coordinator {
             store: Mutex::new(db),
             custodians,
             ledger: Mutex::new(ledger),
+            retirements: Mutex::new(qvm_mpc::pool::Retirements::default()),
+            pruned_below: Mutex::new([0; 2]),
             programs: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             issuing: Mutex::new(()),
@@ -328,6 +336,40 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Notes an issued ticket's grant: once the ticket has expired, the batch records
+    /// below it can go.
+    pub(crate) fn note_grant(&self, expires_at: u64, grant: &qvm_mpc::pool::PoolGrant) {
+        let mut r = self.retirements.lock().unwrap_or_else(|p| p.into_inner());
+        r.note(expires_at, grant);
+    }
+
+    /// Deletes the batch records below the grants of tickets expired at `now`: the
+    /// records are kept for custodians that catch up, and one absent that long skips
+    /// to the first record kept. Returns how many went.
+    pub fn prune_records(&self, now: u64) -> Result<usize, Refusal> {
+        let due = {
+            let mut r = self.retirements.lock().unwrap_or_else(|p| p.into_inner());
+            r.due(now)
+        };
+        let mut below = self.pruned_below.lock().unwrap_or_else(|p| p.into_inner());
+        let next = [below[0].max(due[0]), below[1].max(due[1])];
+        if next == *below {
+            return Ok(0);
+        }
+        let n = self.store().write(|tx| {
+            let mut n = 0;
+            for (slot, x) in next.iter().enumerate() {
+                n += store::prune_batches(tx, slot, *x)?;
+            }
+            Ok::<_, Refusal>(n)
+        })?;
+        *below = next;
+        if n > 0 {
+            tracing::debug!(records = n, below = ?next, "pruned batch records");
+        }
+        Ok(n)
+    }
+
     /// The pool ledger.
     pub fn ledger(&self) -> MutexGuard<'_, PoolLedger> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
@@ -409,6 +451,19 @@ impl Coordinator {
             loop {
                 c.check_health().await;
                 tokio::time::sleep(TICK).await;
+            }
+        });
+        let c = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PRUNE_EVERY).await;
+                let c = Arc::clone(&c);
+                let pruned =
+                    tokio::task::spawn_blocking(move || c.prune_records(qvm_node::now_secs()))
+                        .await;
+                if let Ok(Err(e)) = pruned {
+                    tracing::warn!(error = %e, "cannot prune batch records");
+                }
             }
         });
         // One offline loop per pool: a batch alternates between work at the custodians

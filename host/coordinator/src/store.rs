@@ -182,6 +182,17 @@ pub fn insert_ticket(
     qvm_node::store::tickets::charge(tx.conn(), program, identity, window, cost)
 }
 
+/// Deletes the batch records wholly below item `below` of pool slot `kind`: no ticket can
+/// grant their items any more, and a custodian that would need them to catch up skips
+/// them instead. Returns how many.
+pub fn prune_batches(tx: &Tx<'_>, kind: usize, below: u64) -> Result<usize, StoreError> {
+    Ok(qvm_node::store::prune_batch_records(
+        tx.conn(),
+        kind,
+        below,
+    )?)
+}
+
 /// Records a batch.
 pub fn insert_batch(tx: &Tx<'_>, kind: usize, start: u64, record: &[u8]) -> Result<(), StoreError> {
     tx.conn().exec(

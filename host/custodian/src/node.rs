@@ -143,7 +143,7 @@ pub struct Node {
     keyring: RwLock<Option<Arc<PrssKeyring>>>,
     pool: Mutex<Pool>,
     /// Grants waiting for expiry, and the pool bases batch records were last pruned at.
-    retirements: Mutex<crate::retire::Retirements>,
+    retirements: Mutex<qvm_mpc::pool::Retirements>,
     pruned_at: Mutex<[u64; 2]>,
     offline: Mutex<HashMap<Digest, OfflineBatch>>,
     programs: RwLock<HashMap<String, Arc<Active>>>,
@@ -290,7 +290,7 @@ impl Node {
             store: Mutex::new(store),
             keyring: RwLock::new(None),
             pool: Mutex::new(Pool::new()),
-            retirements: Mutex::new(crate::retire::Retirements::default()),
+            retirements: Mutex::new(qvm_mpc::pool::Retirements::default()),
             pruned_at: Mutex::new([0; 2]),
             offline: Mutex::new(HashMap::new()),
             programs: RwLock::new(HashMap::new()),
@@ -331,9 +331,10 @@ impl Node {
                 let produced = catch_up(&ring, &self.mpc, &record)
                     .map_err(|e| StartError::Recovery(e.to_string()))?;
                 let kind = record.spec.kind;
-                if pool.end(kind) == 0 && record.spec.start > 0 {
-                    // The batches below were pruned, every item of them used or retired.
-                    pool.resume_at(kind, record.spec.start)
+                if record.spec.start > pool.end(kind) {
+                    // The batches between were pruned, every item of them used or retired
+                    // (here, or at the coordinator before this custodian caught up).
+                    pool.skip_to(kind, record.spec.start)
                         .map_err(|e| StartError::Recovery(e.to_string()))?;
                 }
                 pool.add(record.spec.start, produced)
@@ -381,7 +382,7 @@ impl Node {
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn retirements(&self) -> MutexGuard<'_, crate::retire::Retirements> {
+    pub(crate) fn retirements(&self) -> MutexGuard<'_, qvm_mpc::pool::Retirements> {
         self.retirements.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -627,10 +628,12 @@ impl Node {
             return Ok(());
         }
         if spec.start > end {
-            return Err(Refusal::new(
-                RefusalKind::BadControl,
-                format!("the {} pool ends at {end}, not {}", spec.kind, spec.start),
-            ));
+            // The coordinator catching this custodian up after a long absence: it keeps
+            // records only from where a ticket could still grant items (`retire`), so
+            // the items between were granted under tickets that have expired.
+            tracing::warn!(node = %self.name, pool = %spec.kind, from = end, to = spec.start, "skipping pooled items the coordinator no longer keeps records of");
+            pool.skip_to(spec.kind, spec.start)
+                .map_err(|e| internal(e.to_string()))?;
         }
         let produced = match mine {
             Some(batch) => {

@@ -282,10 +282,10 @@ pub trait CustodianWrites {
     /// Deletes the batch records of pool `kind` wholly below `base` (those followed by a
     /// batch starting at or below it); returns how many.
     fn prune_batches(&mut self, kind: usize, base: u64) -> Result<usize, StoreError> {
-        Ok(self.conn().execute(
-            "DELETE FROM batches WHERE kind = ?1 AND start < \
-             (SELECT MAX(start) FROM batches WHERE kind = ?1 AND start <= ?2)",
-            params![kind as i64, base as i64],
+        Ok(qvm_node::store::prune_batch_records(
+            self.conn(),
+            kind,
+            base,
         )?)
     }
 

@@ -27,6 +27,16 @@ pub enum PoolKind {
     Bits,
 }
 
+impl PoolKind {
+    /// Its index in per-pool arrays: triples 0, bits 1.
+    pub fn slot(self) -> usize {
+        match self {
+            PoolKind::Triples => 0,
+            PoolKind::Bits => 1,
+        }
+    }
+}
+
 impl fmt::Display for PoolKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -203,11 +213,12 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         self.drop_used_front();
     }
 
-    /// Starts an empty store at `start`: the batches below it were all used and pruned.
-    fn resume_at(&mut self, start: u64) -> Result<()> {
-        if !self.items.is_empty() || start < self.base {
-            return Err(Error::BadBatch("a pool resumes only empty, and forward"));
+    /// Drops every item held and continues at `start`, at or past the end.
+    fn skip_to(&mut self, start: u64) -> Result<()> {
+        if start < self.end() {
+            return Err(Error::BadBatch("a pool skips only forward, past its end"));
         }
+        self.items.drain(..).for_each(|mut x| x.zeroize());
         self.used = self.used.split_off(&start);
         self.base = start;
         Ok(())
@@ -326,12 +337,14 @@ impl Pool {
         }
     }
 
-    /// Starts an empty pool at item `start` instead of 0: after a restart, when the
-    /// batches below it were pruned (all their items used or retired).
-    pub fn resume_at(&mut self, kind: PoolKind, start: u64) -> Result<()> {
+    /// Drops every item a pool holds and continues at item `start` (at or past its end):
+    /// where the next batch record starts when the ones between were pruned, every item
+    /// in them used or retired — at a restart (this custodian's own records), or
+    /// catching up after a long absence (the coordinator's).
+    pub fn skip_to(&mut self, kind: PoolKind, start: u64) -> Result<()> {
         match kind {
-            PoolKind::Triples => self.triples.resume_at(start),
-            PoolKind::Bits => self.bits.resume_at(start),
+            PoolKind::Triples => self.triples.skip_to(start),
+            PoolKind::Bits => self.bits.skip_to(start),
         }
     }
 
@@ -370,6 +383,68 @@ impl Pool {
             });
         }
         Ok(())
+    }
+}
+
+/// Seconds past a ticket's expiry before the items below its grant are retired.
+pub const RETIRE_MARGIN_SECS: u64 = 5;
+
+/// Grants whose tickets are waiting to expire, for retiring the items below them.
+///
+/// The coordinator allocates items in order and every ticket expires, so once a ticket
+/// granting items from `s` has expired, so has every ticket granting items below `s`:
+/// they were allocated, and so issued, before it. Tickets issued within the same second
+/// may be allocated out of order, hence [`RETIRE_MARGIN_SECS`]. Custodians retire those
+/// items from their pools and prune their batch records; the coordinator prunes the
+/// records it keeps for catching custodians up.
+///
+/// Each entry is (when to retire, the first item of each pool the grant names, 0 for
+/// none).
+#[derive(Debug, Default)]
+pub struct Retirements {
+    pending: VecDeque<(u64, [u64; 2])>,
+}
+
+impl Retirements {
+    /// Notes a grant of a ticket that expires at `expires_at` (Unix seconds). Grants noted
+    /// out of order, or within the same second, merge into the latest entry (retired no
+    /// earlier than it, which is only later than needed): the queue holds about one entry
+    /// per second of ticket lifetime.
+    pub fn note(&mut self, expires_at: u64, grant: &PoolGrant) {
+        let at = expires_at.saturating_add(RETIRE_MARGIN_SECS);
+        let mut starts = [0; 2];
+        for (kind, r) in [
+            (PoolKind::Triples, grant.triples),
+            (PoolKind::Bits, grant.bits),
+        ] {
+            if r.count > 0 {
+                starts[kind.slot()] = r.start;
+            }
+        }
+        if starts == [0, 0] {
+            return;
+        }
+        match self.pending.back_mut() {
+            Some((back, s)) if at <= *back => {
+                s[0] = s[0].max(starts[0]);
+                s[1] = s[1].max(starts[1]);
+            }
+            _ => self.pending.push_back((at, starts)),
+        }
+    }
+
+    /// The points below which items can be retired at `now`, per pool (0: nothing new).
+    pub fn due(&mut self, now: u64) -> [u64; 2] {
+        let mut below = [0; 2];
+        while let Some((at, starts)) = self.pending.front().copied() {
+            if at >= now {
+                break;
+            }
+            self.pending.pop_front();
+            below[0] = below[0].max(starts[0]);
+            below[1] = below[1].max(starts[1]);
+        }
+        below
     }
 }
 
@@ -607,11 +682,11 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_resumes_forward_only_when_empty() -> Result<()> {
+    fn a_pool_skips_forward_only() -> Result<()> {
         let mut pool = Pool::new();
         pool.mark_used(PoolKind::Bits, Range { start: 3, count: 2 });
         pool.mark_used(PoolKind::Bits, Range { start: 9, count: 2 });
-        pool.resume_at(PoolKind::Bits, 8)?;
+        pool.skip_to(PoolKind::Bits, 8)?;
         assert!(matches!(pool.add(0, bits(1)), Err(Error::BadBatch(_))));
         pool.add(8, bits(4))?;
         let g = |start, count| PoolGrant {
@@ -620,19 +695,53 @@ mod tests {
         };
         assert_eq!(pool.take(&g(8, 1))?.bits, vec![Fp::from(0u64)]);
         assert!(matches!(pool.take(&g(9, 1)), Err(Error::PoolReuse { .. })));
+        // Not back into the items held; past them, dropping them.
         assert!(matches!(
-            pool.resume_at(PoolKind::Bits, 20),
+            pool.skip_to(PoolKind::Bits, 11),
             Err(Error::BadBatch(_))
         ));
+        pool.skip_to(PoolKind::Bits, 20)?;
+        assert_eq!(pool.end(PoolKind::Bits), 20);
+        assert!(matches!(pool.take(&g(10, 1)), Err(Error::PoolReuse { .. })));
+        pool.add(20, bits(2))?;
+        assert_eq!(pool.take(&g(20, 2))?.bits.len(), 2);
         let mut empty = Pool::new();
-        empty.resume_at(PoolKind::Triples, 5)?;
+        empty.skip_to(PoolKind::Triples, 5)?;
         assert!(matches!(
-            empty.resume_at(PoolKind::Triples, 4),
+            empty.skip_to(PoolKind::Triples, 4),
             Err(Error::BadBatch(_))
         ));
         Ok(())
     }
 
+    fn grant(t: u64, b: u64) -> PoolGrant {
+        PoolGrant {
+            triples: Range {
+                start: t,
+                count: if t > 0 { 10 } else { 0 },
+            },
+            bits: Range {
+                start: b,
+                count: if b > 0 { 5 } else { 0 },
+            },
+        }
+    }
+
+    #[test]
+    fn grants_retire_what_lies_below_them_once_expired_with_the_margin() {
+        let mut r = Retirements::default();
+        r.note(100, &grant(50, 20));
+        r.note(100, &grant(80, 0)); // same second: merged
+        r.note(101, &grant(90, 30));
+        r.note(99, &grant(200, 200)); // learned late: retired with the latest entry
+        r.note(100, &grant(0, 0)); // no pooled items: nothing to note
+        assert_eq!(r.pending.len(), 2);
+        assert_eq!(r.due(100 + RETIRE_MARGIN_SECS), [0, 0]);
+        assert_eq!(r.due(101 + RETIRE_MARGIN_SECS), [80, 20]);
+        assert_eq!(r.due(102 + RETIRE_MARGIN_SECS), [200, 200]);
+        assert_eq!(r.due(10_000), [0, 0]);
+        assert!(r.pending.is_empty());
+    }
     #[test]
     fn ledger_allocates_in_order_and_reports_dry() -> Result<()> {
         let mut ledger = PoolLedger::new();

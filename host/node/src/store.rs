@@ -68,6 +68,17 @@ pub trait Cached {
         F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
 }
 
+/// Deletes the offline batch records of pool slot `kind` wholly below item `below` (those
+/// followed by a record starting at or below it) from a `batches (kind, start, …)`
+/// table — the custodian's and the coordinator's; returns how many.
+pub fn prune_batch_records(conn: &Connection, kind: usize, below: u64) -> rusqlite::Result<usize> {
+    conn.exec(
+        "DELETE FROM batches WHERE kind = ?1 AND start < \
+         (SELECT MAX(start) FROM batches WHERE kind = ?1 AND start <= ?2)",
+        rusqlite::params![kind as i64, below as i64],
+    )
+}
+
 impl Cached for Connection {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
         self.prepare_cached(sql)?.execute(params)
