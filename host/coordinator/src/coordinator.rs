@@ -343,16 +343,28 @@ impl Coordinator {
         r.note(expires_at, grant);
     }
 
-    /// Deletes the batch records below the grants of tickets expired at `now`: the
-    /// records are kept for custodians that catch up, and one absent that long skips
-    /// to the first record kept. Returns how many went.
+    /// Deletes the batch records every custodian has (by its last health report), and
+    /// those below the grants of tickets expired at `now`: the records are kept for
+    /// custodians that catch up, and one absent that long skips to the first record
+    /// kept. Returns how many went.
     pub fn prune_records(&self, now: u64) -> Result<usize, Refusal> {
         let due = {
             let mut r = self.retirements.lock().unwrap_or_else(|p| p.into_inner());
             r.due(now)
         };
+        // A custodian not heard from since this process started may need any record.
+        let held = self
+            .custodians
+            .iter()
+            .map(|c| c.state().report.map(|h| h.pool_end))
+            .collect::<Option<Vec<_>>>()
+            .and_then(|ends| {
+                let min = |slot: usize| ends.iter().map(|e| e[slot]).min();
+                Some([min(0)?, min(1)?])
+            })
+            .unwrap_or([0; 2]);
         let mut below = self.pruned_below.lock().unwrap_or_else(|p| p.into_inner());
-        let next = [below[0].max(due[0]), below[1].max(due[1])];
+        let next = [0, 1].map(|i| below[i].max(due[i]).max(held[i]));
         if next == *below {
             return Ok(0);
         }
