@@ -29,7 +29,7 @@ use crate::store::{self, Store, StoreError, dec, enc};
 
 /// How often background loops look.
 const TICK: Duration = Duration::from_millis(100);
-/// How often batch records below expired grants are pruned.
+/// How often batch records every custodian holds are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// How long a completion entry may wait for a ticket transaction to carry it before the
 /// background flush writes it on its own.
@@ -144,9 +144,7 @@ pub struct Coordinator {
     /// The custodians.
     pub custodians: Vec<CustodianLink>,
     ledger: Mutex<PoolLedger>,
-    /// Grants waiting for their tickets to expire, and the items below which batch
-    /// records were pruned, per pool.
-    retirements: Mutex<qvm_mpc::pool::Retirements>,
+    /// The items below which batch records were pruned, per pool.
     pruned_below: Mutex<[u64; 2]>,
     programs: RwLock<HashMap<String, Arc<ActiveProgram>>>,
     pending: Mutex<HashMap<Digest, Pending>>,
@@ -236,7 +234,6 @@ impl Coordinator {
             store: Mutex::new(db),
             custodians,
             ledger: Mutex::new(ledger),
-            retirements: Mutex::new(qvm_mpc::pool::Retirements::default()),
             pruned_below: Mutex::new([0; 2]),
             programs: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -336,22 +333,10 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Notes an issued ticket's grant: once the ticket has expired, the batch records
-    /// below it can go.
-    pub(crate) fn note_grant(&self, expires_at: u64, grant: &qvm_mpc::pool::PoolGrant) {
-        let mut r = self.retirements.lock().unwrap_or_else(|p| p.into_inner());
-        r.note(expires_at, grant);
-    }
-
-    /// Deletes the batch records every custodian has (by its last health report), and
-    /// those below the grants of tickets expired at `now`: the records are kept for
-    /// custodians that catch up, and one absent that long skips to the first record
-    /// kept. Returns how many went.
-    pub fn prune_records(&self, now: u64) -> Result<usize, Refusal> {
-        let due = {
-            let mut r = self.retirements.lock().unwrap_or_else(|p| p.into_inner());
-            r.due(now)
-        };
+    /// Deletes the batch records every custodian holds (by its last health report):
+    /// they are kept only for custodians that catch up, which they do in order. Returns
+    /// how many went.
+    pub fn prune_records(&self) -> Result<usize, Refusal> {
         // A custodian not heard from since this process started may need any record.
         let held = self
             .custodians
@@ -364,7 +349,7 @@ impl Coordinator {
             })
             .unwrap_or([0; 2]);
         let mut below = self.pruned_below.lock().unwrap_or_else(|p| p.into_inner());
-        let next = [0, 1].map(|i| below[i].max(due[i]).max(held[i]));
+        let next = [0, 1].map(|i| below[i].max(held[i]));
         if next == *below {
             return Ok(0);
         }
@@ -470,9 +455,7 @@ impl Coordinator {
             loop {
                 tokio::time::sleep(PRUNE_EVERY).await;
                 let c = Arc::clone(&c);
-                let pruned =
-                    tokio::task::spawn_blocking(move || c.prune_records(qvm_node::now_secs()))
-                        .await;
+                let pruned = tokio::task::spawn_blocking(move || c.prune_records()).await;
                 if let Ok(Err(e)) = pruned {
                     tracing::warn!(error = %e, "cannot prune batch records");
                 }

@@ -527,7 +527,6 @@ impl Coordinator {
             Ok::<_, Refusal>(deferred)
         })?;
         self.forget_deferred(deferred);
-        self.note_grant(ticket.ticket.expires_at, &ticket.ticket.grant);
         for kind in [PoolKind::Triples, PoolKind::Bits] {
             if next.available(kind) < self.pool_target(kind) {
                 self.low[pool_slot(kind)].notify_one();

@@ -182,9 +182,8 @@ pub fn insert_ticket(
     qvm_node::store::tickets::charge(tx.conn(), program, identity, window, cost)
 }
 
-/// Deletes the batch records wholly below item `below` of pool slot `kind`: no ticket can
-/// grant their items any more, and a custodian that would need them to catch up skips
-/// them instead. Returns how many.
+/// Deletes the batch records wholly below item `below` of pool slot `kind` (every
+/// custodian holds them). Returns how many.
 pub fn prune_batches(tx: &Tx<'_>, kind: usize, below: u64) -> Result<usize, StoreError> {
     Ok(qvm_node::store::prune_batch_records(
         tx.conn(),

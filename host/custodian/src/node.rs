@@ -332,8 +332,8 @@ impl Node {
                     .map_err(|e| StartError::Recovery(e.to_string()))?;
                 let kind = record.spec.kind;
                 if record.spec.start > pool.end(kind) {
-                    // The batches between were pruned, every item of them used or retired
-                    // (here, or at the coordinator before this custodian caught up).
+                    // This custodian pruned the batches below, every item in them used or
+                    // retired.
                     pool.skip_to(kind, record.spec.start)
                         .map_err(|e| StartError::Recovery(e.to_string()))?;
                 }
@@ -628,12 +628,11 @@ impl Node {
             return Ok(());
         }
         if spec.start > end {
-            // The coordinator catching this custodian up after a long absence: it keeps
-            // records only from where a ticket could still grant items (`retire`), so
-            // the items between were granted under tickets that have expired.
-            tracing::warn!(node = %self.name, pool = %spec.kind, from = end, to = spec.start, "skipping pooled items the coordinator no longer keeps records of");
-            pool.skip_to(spec.kind, spec.start)
-                .map_err(|e| internal(e.to_string()))?;
+            // Caught up in order later (`catch_up`): a gap here is records still to come.
+            return Err(Refusal::new(
+                RefusalKind::BadControl,
+                format!("the {} pool ends at {end}, not {}", spec.kind, spec.start),
+            ));
         }
         let produced = match mine {
             Some(batch) => {

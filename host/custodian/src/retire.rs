@@ -11,9 +11,8 @@
 //! Once a ticket admitted or learned here has expired by this custodian's clock (the one
 //! its admission checks use), the items below its grant can be retired
 //! ([`qvm_mpc::pool::Retirements`] says why). A coordinator restarted with a shorter TTL
-//! could leave an older ticket valid past a newer one's expiry: its session is then
-//! refused here as reusing items, and retried with a fresh grant — availability, never
-//! reuse.
+//! could leave an older ticket valid past a newer one's expiry: its session then fails
+//! here after admission (the pool no longer holds its items) — availability, never reuse.
 
 use std::sync::Arc;
 use std::time::Duration;

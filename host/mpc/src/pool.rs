@@ -219,7 +219,18 @@ impl<T: Zeroize + Copy + Default> Store<T> {
             return Err(Error::BadBatch("a pool skips only forward, past its end"));
         }
         self.items.drain(..).for_each(|mut x| x.zeroize());
-        self.used = self.used.split_off(&start);
+        let below = std::mem::take(&mut self.used);
+        let (before, after) = {
+            let mut b = below;
+            let a = b.split_off(&start);
+            (b, a)
+        };
+        self.used = after;
+        // A used range crossing `start` keeps its part at or above it.
+        if let Some((_, &end)) = before.iter().next_back().filter(|(_, e)| **e > start) {
+            let e = self.used.get(&start).map_or(end, |x| (*x).max(end));
+            self.used.insert(start, e);
+        }
         self.base = start;
         Ok(())
     }
@@ -338,9 +349,8 @@ impl Pool {
     }
 
     /// Drops every item a pool holds and continues at item `start` (at or past its end):
-    /// where the next batch record starts when the ones between were pruned, every item
-    /// in them used or retired — at a restart (this custodian's own records), or
-    /// catching up after a long absence (the coordinator's).
+    /// at a restart, where the custodian's next batch record starts when it pruned the
+    /// ones between, every item in them used or retired.
     pub fn skip_to(&mut self, kind: PoolKind, start: u64) -> Result<()> {
         match kind {
             PoolKind::Triples => self.triples.skip_to(start),
@@ -395,8 +405,8 @@ pub const RETIRE_MARGIN_SECS: u64 = 5;
 /// granting items from `s` has expired, so has every ticket granting items below `s`:
 /// they were allocated, and so issued, before it. Tickets issued within the same second
 /// may be allocated out of order, hence [`RETIRE_MARGIN_SECS`]. Custodians retire those
-/// items from their pools and prune their batch records; the coordinator prunes the
-/// records it keeps for catching custodians up.
+/// items from their pools and prune their batch records. (The margin covers clock steps
+/// and admission latency; issuance itself is serialized.)
 ///
 /// Each entry is (when to retire, the first item of each pool the grant names, 0 for
 /// none).
@@ -700,11 +710,20 @@ mod tests {
             pool.skip_to(PoolKind::Bits, 11),
             Err(Error::BadBatch(_))
         ));
+        // A used range crossing the skip point keeps its part above it.
+        pool.mark_used(
+            PoolKind::Bits,
+            Range {
+                start: 18,
+                count: 4,
+            },
+        );
         pool.skip_to(PoolKind::Bits, 20)?;
         assert_eq!(pool.end(PoolKind::Bits), 20);
         assert!(matches!(pool.take(&g(10, 1)), Err(Error::PoolReuse { .. })));
-        pool.add(20, bits(2))?;
-        assert_eq!(pool.take(&g(20, 2))?.bits.len(), 2);
+        pool.add(20, bits(4))?;
+        assert!(matches!(pool.take(&g(21, 1)), Err(Error::PoolReuse { .. })));
+        assert_eq!(pool.take(&g(22, 2))?.bits.len(), 2);
         let mut empty = Pool::new();
         empty.skip_to(PoolKind::Triples, 5)?;
         assert!(matches!(
