@@ -331,13 +331,7 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
     // Served with custodian 3 in every set: from the pool it rebuilt.
     c.signal("custodian-1", "KILL");
     assert!(c.wait_health(1, false, Duration::from_secs(5)));
-    let three = qvm_core::PartyIndex::new(3).expect("index");
-    for i in 0..3 {
-        let r = c
-            .eval(&p, "analyst", vec![credit(i as f64 / 3.0)])
-            .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
-        assert!(r.receipt.receipt.members.contains(three));
-    }
+    served_with(&c, 3);
 }
 
 /// The coordinator keeps batch records only until every custodian holds them: a custodian
@@ -346,33 +340,6 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
 #[test]
 fn the_coordinator_prunes_records_once_every_custodian_holds_them() {
     let c = Live::up(2, 4);
-    let pid = c.pid("coordinator");
-    c.signal("coordinator", "KILL");
-    // Gone, or a zombie (this test's child, reaped when the test ends).
-    let gone = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
-    };
-    while !gone() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let toml = c.dir.path().join("coordinator.toml");
-    let config = std::fs::read_to_string(&toml).expect("config");
-    std::fs::write(
-        &toml,
-        format!("{config}\n[sessions]\nticket_ttl_secs = 2\n"),
-    )
-    .expect("write");
-    qvm::cluster::restart(c.dir.path(), "coordinator", &support::exe()).expect("restarts");
-    let up = std::time::Instant::now() + Duration::from_secs(20);
-    while c.rt.block_on(c.client.status()).is_err() {
-        assert!(
-            std::time::Instant::now() < up,
-            "coordinator is back{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     deploy_both(&c);
     // Custodian 4 goes down with at most the first fill (about 20 000 triples).
     c.signal("custodian-4", "KILL");
@@ -442,11 +409,19 @@ fn the_coordinator_prunes_records_once_every_custodian_holds_them() {
         c.signal(&format!("custodian-{i}"), "KILL");
         assert!(c.wait_health(i, false, Duration::from_secs(5)));
     }
-    let four = qvm_core::PartyIndex::new(4).expect("index");
-    for i in 0..3 {
+    served_with(&c, 4);
+}
+
+/// Three credit-score evaluations, each served by a set that includes custodian `i`.
+fn served_with(c: &Live, i: u32) {
+    let (p, member) = (
+        c.program("credit_score"),
+        qvm_core::PartyIndex::new(i).expect("index"),
+    );
+    for n in 0..3 {
         let r = c
-            .eval(&p, "analyst", vec![credit(i as f64 / 3.0)])
+            .eval(&p, "analyst", vec![credit(n as f64 / 3.0)])
             .unwrap_or_else(|e| panic!("{e}{}", c.logs()));
-        assert!(r.receipt.receipt.members.contains(four));
+        assert!(r.receipt.receipt.members.contains(member));
     }
 }

@@ -300,10 +300,7 @@ pub struct Health {
 
 /// The pool index of a kind in [`Health`] arrays.
 pub fn pool_slot(kind: PoolKind) -> usize {
-    match kind {
-        PoolKind::Triples => 0,
-        PoolKind::Bits => 1,
-    }
+    kind.slot()
 }
 
 /// A package upload to a custodian: the control message and the package bytes.
