@@ -224,6 +224,43 @@ fn a_custodian_killed_under_load_restarts_with_nothing_lost() {
     }
 }
 
+/// A session start for one credit-score input at custodians 2 and 3, signed by the
+/// coordinator's key, granting the given items.
+fn stale_start(
+    c: &Live,
+    p: &qvm_coordinator::api::ProgramStatus,
+    triples: qvm_mpc::pool::Range,
+    bits: qvm_mpc::pool::Range,
+) -> qvm_api::wire::StartSession {
+    let request =
+        qvm::client::sign(&c.client_key().signing, p, "analyst", vec![credit(0.5)]).expect("signs");
+    let members = [2, 3].iter().fold(qvm_core::PartySet::EMPTY, |set, &i| {
+        set.with(qvm_core::PartyIndex::new(i).expect("index"))
+    });
+    let ticket = qvm_api::ticket::Ticket {
+        request: request.hash().expect("hash"),
+        package: p.package,
+        program: p.name.clone(),
+        identity: "analyst".into(),
+        session: qvm_core::encoding::Digest::from_bytes([7; 32]),
+        members,
+        grant: qvm_mpc::pool::PoolGrant { triples, bits },
+        items: 1,
+        attempt: 0,
+        issued_at: qvm_node::now_secs(),
+        expires_at: qvm_node::now_secs() + 30,
+        sequence: 1,
+        previous: qvm_core::encoding::Digest::default(),
+    }
+    .sign(&c.keys("coordinator").signing)
+    .expect("signs");
+    qvm_api::wire::StartSession {
+        request,
+        ticket,
+        chain: Vec::new(),
+    }
+}
+
 /// Items no ticket can grant any more are retired (their tickets expired), which frees
 /// the pool behind them, and the batch records wholly below the pool's base are deleted;
 /// the custodian restarts from the first batch it kept and serves again. Custodian 3 is
@@ -305,6 +342,29 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
         // The first triples batch at least (its successor starts at 8 192 <= the base).
         assert!(pruned >= 1, "{pruned} batch records pruned");
         assert_eq!(batches(), before - pruned as i64);
+        // A ticket still valid for retired items (as a coordinator whose clock stepped
+        // back would issue) is refused before anything is recorded.
+        let per_b = p.cost.random_bits;
+        let stale = stale_start(
+            &c,
+            &p,
+            range(x[0] - per_t, per_t),
+            range(x[1] - per_b, per_b),
+        );
+        let entries = node.store().audit_len().expect("audit");
+        match qvm_custodian::admission::admit(&node, &stale) {
+            Err(r) => {
+                assert_eq!(r.kind, RefusalKind::BadTicket);
+                assert!(r.message.contains("retired"), "{}", r.message);
+            }
+            Ok(_) => panic!("a ticket for retired items was admitted"),
+        }
+        assert_eq!(node.store().audit_len().expect("audit"), entries);
+        let tickets: i64 = c
+            .custodian_db(3)
+            .query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get(0))
+            .expect("query");
+        assert_eq!(tickets, 0, "nothing recorded for the refused ticket");
     }
     qvm::cluster::restart(c.dir.path(), "custodian-3", &support::exe()).expect("restarts");
     assert!(

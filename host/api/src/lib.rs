@@ -25,7 +25,7 @@ pub mod wire;
 use qvm_core::encoding::Domain;
 
 /// A client's evaluation request.
-pub const REQUEST: Domain = Domain::new("qvm/eval-request/v1");
+pub const REQUEST: Domain = Domain::new("qvm/eval-request/v2");
 /// A coordinator's ticket.
 pub const TICKET: Domain = Domain::new("qvm/ticket/v1");
 /// A coordinator's receipt to the client.

@@ -208,22 +208,7 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
     }
     // The durable part, with the pool locked so the items checked are the items taken.
     node.with_pool(|pool| {
-        for kind in [PoolKind::Triples, PoolKind::Bits] {
-            let r = match kind {
-                PoolKind::Triples => t.grant.triples,
-                PoolKind::Bits => t.grant.bits,
-            };
-            if r.count > 0 && r.end() > pool.end(kind) {
-                return Err(refuse(
-                    RefusalKind::PoolDry,
-                    format!(
-                        "this custodian's {kind} pool ends at {}, the ticket needs up to {}",
-                        pool.end(kind),
-                        r.end()
-                    ),
-                ));
-            }
-        }
+        pool.check_grant(&t.grant).map_err(pool_refusal)?;
         let cost = |s: &SignedTicket| -> Result<u64, Refusal> {
             if s.ticket.attempt > 0 {
                 return Ok(0);
@@ -261,6 +246,22 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
         materials,
         ticket: ticket_hash,
     })
+}
+
+/// Why a ticket's items cannot be taken: not here yet (the record is late), or no longer
+/// here — used under another ticket, or retired because tickets issued after this one
+/// have expired (a coordinator whose clock stepped back).
+fn pool_refusal(e: qvm_mpc::Error) -> Refusal {
+    match e {
+        qvm_mpc::Error::PoolDry { .. } => refuse(
+            RefusalKind::PoolDry,
+            format!("this custodian does not hold the ticket's items yet: {e}"),
+        ),
+        e => refuse(
+            RefusalKind::BadTicket,
+            format!("the ticket grants items already used or retired here: {e}"),
+        ),
+    }
 }
 
 /// The transaction: chain, replay, budget, rate, pooled ranges, audit entry.

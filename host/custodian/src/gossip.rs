@@ -51,8 +51,11 @@ impl Node {
             qvm_node::now_secs(),
             key_of,
         );
+        // Anyone who reaches the port can be refused, so a refusal is counted, not logged
+        // above debug: a flood of them must not drown the log an operator pages on.
         let after = asked.inspect_err(|r| {
-            tracing::warn!(node = %self.name, reason = %r.message, "pool-marks question refused");
+            self.metrics.refused(r.kind);
+            tracing::debug!(node = %self.name, reason = %r.message, "pool-marks question refused");
         })?;
         let rows = self.store().own_tickets_after(after, MAX_MARKS)?;
         let next = rows.last().map_or(after, |(id, _)| *id);

@@ -361,12 +361,19 @@ impl Pool {
     /// Hands out exactly the granted items, refusing reuse and reporting a dry pool.
     /// Nothing changes if either pool refuses.
     pub fn take(&mut self, grant: &PoolGrant) -> Result<Material> {
-        self.check(PoolKind::Triples, grant.triples)?;
-        self.check(PoolKind::Bits, grant.bits)?;
+        self.check_grant(grant)?;
         Ok(Material {
             triples: self.triples.take(grant.triples),
             bits: self.bits.take(grant.bits),
         })
+    }
+
+    /// What [`Pool::take`] would refuse, changing nothing: admission asks before it
+    /// commits, so a session that cannot take its items records no debit and no audit
+    /// entry for work that never ran.
+    pub fn check_grant(&self, grant: &PoolGrant) -> Result<()> {
+        self.check(PoolKind::Triples, grant.triples)?;
+        self.check(PoolKind::Bits, grant.bits)
     }
 
     fn check(&self, kind: PoolKind, range: Range) -> Result<()> {
