@@ -31,6 +31,19 @@ pub struct StartSession {
     pub chain: Vec<SignedTicket>,
 }
 
+/// A [`StartSession`] borrowed for encoding: the same bytes, without copying the request
+/// (a batch's request is hundreds of kilobytes, and the coordinator sends one start per
+/// member of Q).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StartSessionRef<'a> {
+    /// The client's signed request.
+    pub request: &'a SignedRequest,
+    /// The coordinator's ticket for this attempt.
+    pub ticket: &'a SignedTicket,
+    /// Earlier tickets of the chain the custodian has not seen, in order.
+    pub chain: &'a [SignedTicket],
+}
+
 /// The king's openings for one round of a session: one per batch item still running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundInput {
@@ -363,5 +376,65 @@ mod control_tests {
         );
         assert!(signed(2, deal, &key).open(&vk, 1, &committee).is_err());
         assert!(signed(2, record, &key).open(&vk, 1, &committee).is_err());
+    }
+}
+
+#[cfg(test)]
+mod start_tests {
+    use super::*;
+    use crate::request::{EvalRequest, InputField, InputValue, Real};
+    use crate::ticket::Ticket;
+    use qvm_core::encoding::{from_canonical, to_canonical};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn a_borrowed_start_encodes_as_the_owned_one() -> Result<(), Box<dyn std::error::Error>> {
+        let key = SigningKey::generate(&mut ChaCha20Rng::seed_from_u64(5));
+        let request = EvalRequest {
+            program: "p".into(),
+            version: 1,
+            identity: "id".into(),
+            inputs: vec![vec![InputField {
+                name: "x".into(),
+                value: InputValue::Reals(vec![Real(0.5), Real(-2.0)]),
+            }]],
+            nonce: vec![1; 16],
+            issued_at: 7,
+            reveal_to: None,
+        }
+        .sign(&key)?;
+        let ticket = |sequence| {
+            Ticket {
+                request: request.hash().expect("hash"),
+                package: Digest::default(),
+                program: "p".into(),
+                identity: "id".into(),
+                session: Digest::from_bytes([sequence as u8; 32]),
+                members: qvm_core::PartySet::first(2),
+                grant: qvm_mpc::pool::PoolGrant::default(),
+                items: 1,
+                attempt: 0,
+                issued_at: 7,
+                expires_at: 37,
+                sequence,
+                previous: Digest::default(),
+            }
+            .sign(&key)
+        };
+        let owned = StartSession {
+            request: request.clone(),
+            ticket: ticket(2)?,
+            chain: vec![ticket(1)?],
+        };
+        let borrowed = StartSessionRef {
+            request: &owned.request,
+            ticket: &owned.ticket,
+            chain: &owned.chain,
+        };
+        let bytes = to_canonical(&borrowed)?;
+        assert_eq!(bytes, to_canonical(&owned)?);
+        assert_eq!(from_canonical::<StartSession>(&bytes)?, owned);
+        Ok(())
     }
 }

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use qvm_api::audit::Event;
 use qvm_api::request::{Receipt, RevealedOutput, SignedReceipt, SignedRequest, check_input};
 use qvm_api::ticket::{SignedTicket, Ticket};
-use qvm_api::wire::{Refusal, RefusalKind, RoundInput, SessionEvent, StartSession, pool_slot};
+use qvm_api::wire::{Refusal, RefusalKind, RoundInput, SessionEvent, StartSessionRef, pool_slot};
 use qvm_api::{MAX_ATTEMPTS, MAX_BATCH, MAX_CLOCK_SKEW_SECS};
-use qvm_core::encoding::Digest;
+use qvm_core::encoding::{Digest, to_canonical};
 use qvm_core::{PartyIndex, PartySet};
 use qvm_mpc::king::KingSession;
 use qvm_mpc::online::SessionConfig;
@@ -560,19 +562,16 @@ impl Coordinator {
         p: PartyIndex,
         req: &SignedRequest,
         ticket: &SignedTicket,
+        encoded: &Bytes,
     ) -> Result<(PartyIndex, SessionEvent), (PartyIndex, CallError)> {
         let link = self
             .link(p)
             .ok_or_else(|| (p, CallError::Unreachable("no such custodian".into())))?;
-        let mut start = StartSession {
-            request: req.clone(),
-            ticket: ticket.clone(),
-            chain: Vec::new(),
-        };
+        let mut start = encoded.clone();
         for _ in 0..2 {
             match link
                 .peer
-                .post::<_, SessionEvent>("/v1/sessions", &start, self.step_deadline())
+                .post_encoded::<SessionEvent>("/v1/sessions", start.clone(), self.step_deadline())
                 .await
             {
                 Err(CallError::Refused(r)) if r.kind == RefusalKind::ChainGap => {
@@ -580,12 +579,13 @@ impl Coordinator {
                     let t = &ticket.ticket;
                     let rows = store::chain_from(&self.store(), &t.program, &t.identity, from)
                         .map_err(|e| (p, CallError::BadAnswer(e.to_string())))?;
-                    start.chain = rows
+                    let chain: Vec<SignedTicket> = rows
                         .iter()
                         .map(|b| dec::<SignedTicket>(b))
                         .filter(|s| s.as_ref().map_or(true, |s| s.ticket.sequence < t.sequence))
                         .collect::<Result<_, StoreError>>()
                         .map_err(|e| (p, CallError::BadAnswer(e.to_string())))?;
+                    start = encode_start(req, ticket, &chain).map_err(|e| (p, e))?;
                 }
                 other => return other.map(|e| (p, e)).map_err(|e| (p, e)),
             }
@@ -610,9 +610,13 @@ impl Coordinator {
         let t = &ticket.ticket;
         let members: Vec<PartyIndex> = t.members.iter().collect();
         let t_start = Instant::now();
+        // Every member is sent the same start (unless it missed part of the chain).
+        let encoded = encode_start(req, ticket, &[])
+            .map_err(|e| Failure::Final(refuse(RefusalKind::Internal, e.to_string())))?;
+        let encoded = &encoded;
         let starts = members.iter().map(|p| async move {
             let t = Instant::now();
-            let r = self.start_at(*p, req, ticket).await;
+            let r = self.start_at(*p, req, ticket, encoded).await;
             tracing::debug!(custodian = %p, start_us = t.elapsed().as_micros() as u64, "start answered");
             r
         });
@@ -827,6 +831,22 @@ impl Coordinator {
             receipt,
         })
     }
+}
+
+/// A session start in its canonical encoding, encoded from borrowed parts.
+fn encode_start(
+    request: &SignedRequest,
+    ticket: &SignedTicket,
+    chain: &[SignedTicket],
+) -> Result<Bytes, CallError> {
+    let start = StartSessionRef {
+        request,
+        ticket,
+        chain,
+    };
+    to_canonical(&start)
+        .map(Bytes::from)
+        .map_err(|e| CallError::BadAnswer(e.to_string()))
 }
 
 /// Collects the members' answers; failures name the custodians to retry without, unless

@@ -20,6 +20,7 @@ use qvm_core::encoding::Digest;
 use qvm_mpc::SharedVec;
 use qvm_mpc::msgs::{OpenedMsg, OutputMsg, ShareMsg};
 use qvm_mpc::online::{CustodianSession, SessionConfig};
+use qvm_mpc::output::MaskKeys;
 use qvm_runtime::{BackendError, BoxFuture, Field, MpcBackend, Transport, Value};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
@@ -184,6 +185,14 @@ fn spawn_items(
 ) -> Result<(), Refusal> {
     let t = &start.ticket.ticket;
     let mut sessions = Vec::with_capacity(t.items as usize);
+    let ticket_session = SessionConfig {
+        committee: node.mpc,
+        session: t.session,
+        members: t.members,
+    };
+    let masks = MaskKeys::derive(&ticket_session, node.index, &node.pairwise)
+        .map(Arc::new)
+        .map_err(|e| internal(e.to_string()))?;
     for (b, material) in admitted.materials.into_iter().enumerate() {
         let item_session = t
             .item_session(b as u32)
@@ -193,8 +202,14 @@ fn spawn_items(
             session: item_session,
             members: t.members,
         };
-        let mpc = CustodianSession::new(config, Arc::clone(ring), material, node.pairwise.clone())
-            .map_err(|e| internal(e.to_string()))?;
+        let mpc = CustodianSession::new(
+            config,
+            Arc::clone(ring),
+            material,
+            Arc::clone(&masks),
+            b as u32,
+        )
+        .map_err(|e| internal(e.to_string()))?;
         sessions.push((item_session, mpc));
     }
     let ending = Ending {

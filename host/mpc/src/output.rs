@@ -1,12 +1,13 @@
 //! Output delivery with pairwise masks (DESIGN.md §4).
 //!
 //! Before custodian i ∈ Q hands over its share y_i of an output, it adds
-//! m_i = λ_i⁻¹ · Σ_{j∈Q, j≠i} ±PRF(k_ij, session, index), the sign + when i < j and −
+//! m_i = λ_i⁻¹ · Σ_{j∈Q, j≠i} ±PRF(k_ij, session)(item, index), the sign + when i < j and −
 //! otherwise, with λ_i the Lagrange coefficient of i at 0 over Q. Then
 //! Σ_i λ_i (y_i + m_i) = y + Σ_{i<j} (PRF_ij − PRF_ij) = y: whoever reconstructs (the
 //! coordinator, or the client for reveal-to-client policies) learns y, and each masked
 //! share on its own is uniformly random, so nothing about any custodian's share leaks,
-//! across any number of sessions (the PRF is keyed per session).
+//! across any number of sessions (the PRF is keyed per ticket session, and each item of a
+//! batch and each output element is its own PRF input).
 
 use std::collections::BTreeMap;
 
@@ -35,43 +36,65 @@ fn lagrange_inverse_at_zero(members: PartySet, me: PartyIndex) -> Result<Fp> {
     Ok(inverses[pos])
 }
 
-/// Custodian `me`'s masked output shares y_i + m_i.
-pub fn mask(
-    config: &SessionConfig,
-    me: PartyIndex,
-    pairwise: &BTreeMap<PartyIndex, PairwiseKey>,
-    outputs: &[Fp],
-) -> Result<Vec<Fp>> {
-    let lambda_inv = lagrange_inverse_at_zero(config.members, me)?;
-    let prfs: Vec<(bool, FieldPrf)> = config
-        .members
-        .without(me)
-        .iter()
-        .map(|j| {
-            let key = pairwise.get(&j).ok_or(Error::MissingPairwiseKey(j))?;
-            let prf = FieldPrf::derive(
-                key.as_bytes(),
-                MASK_SALT,
-                &[config.committee.id().as_bytes(), config.session.as_bytes()],
-            );
-            Ok((me < j, prf))
-        })
-        .collect::<Result<_>>()?;
-    Ok(outputs
-        .iter()
-        .enumerate()
-        .map(|(e, y)| {
-            let input = PrfInput::new(KIND_OUTPUT, 0, e as u32);
-            let sum: Fp = prfs
-                .iter()
-                .map(|(plus, prf)| {
-                    let v = prf.element(input);
-                    if *plus { v } else { -v }
-                })
-                .sum();
-            *y + lambda_inv * sum
-        })
-        .collect())
+/// One custodian's output-mask PRFs for one ticket's session: one per other member of Q,
+/// each with the sign of its term. Derived once for the whole batch — an HKDF per member
+/// per item had been a tenth of a custodian's work per item of a local-only batch — and
+/// the item's index goes into the PRF input instead, so no two items share a mask.
+pub struct MaskKeys {
+    lambda_inv: Fp,
+    prfs: Vec<(bool, FieldPrf)>,
+}
+
+impl core::fmt::Debug for MaskKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "MaskKeys({} peers, <redacted>)", self.prfs.len())
+    }
+}
+
+impl MaskKeys {
+    /// Custodian `me`'s mask keys for `config`'s session (the ticket's, not an item's).
+    pub fn derive(
+        config: &SessionConfig,
+        me: PartyIndex,
+        pairwise: &BTreeMap<PartyIndex, PairwiseKey>,
+    ) -> Result<MaskKeys> {
+        let lambda_inv = lagrange_inverse_at_zero(config.members, me)?;
+        let prfs = config
+            .members
+            .without(me)
+            .iter()
+            .map(|j| {
+                let key = pairwise.get(&j).ok_or(Error::MissingPairwiseKey(j))?;
+                let prf = FieldPrf::derive(
+                    key.as_bytes(),
+                    MASK_SALT,
+                    &[config.committee.id().as_bytes(), config.session.as_bytes()],
+                );
+                Ok((me < j, prf))
+            })
+            .collect::<Result<_>>()?;
+        Ok(MaskKeys { lambda_inv, prfs })
+    }
+
+    /// Masked output shares y_i + m_i of batch item `item`.
+    pub fn mask(&self, item: u32, outputs: &[Fp]) -> Vec<Fp> {
+        outputs
+            .iter()
+            .enumerate()
+            .map(|(e, y)| {
+                let input = PrfInput::new(KIND_OUTPUT, u64::from(item), e as u32);
+                let sum: Fp = self
+                    .prfs
+                    .iter()
+                    .map(|(plus, prf)| {
+                        let v = prf.element(input);
+                        if *plus { v } else { -v }
+                    })
+                    .sum();
+                *y + self.lambda_inv * sum
+            })
+            .collect()
+    }
 }
 
 /// Reconstructs outputs from every member's masked shares: Σ λ_i (y_i + m_i).
@@ -140,5 +163,78 @@ impl OutputCollector {
             .iter()
             .filter(|p| !self.received.contains_key(p))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::committee::Committee;
+    use qvm_core::encoding::Digest;
+    use qvm_core::pairwise::KeyAgreementSecret;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    /// Every custodian's pairwise keys in a committee of `n`.
+    fn keys(n: usize, committee: &Digest) -> Vec<BTreeMap<PartyIndex, PairwiseKey>> {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let secrets: Vec<_> = (0..n)
+            .map(|_| KeyAgreementSecret::generate(&mut rng))
+            .collect();
+        let party = |i: usize| PartyIndex::new(i as u32 + 1).expect("index");
+        (0..n)
+            .map(|i| {
+                (0..n)
+                    .filter(|j| *j != i)
+                    .map(|j| {
+                        (
+                            party(j),
+                            secrets[i].pairwise(&secrets[j].public(), committee),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn masks_cancel_and_differ_per_item_and_session() -> Result<()> {
+        let committee = Committee::new(Digest::from_bytes([3; 32]), 5, 3)?;
+        let pairwise = keys(5, &committee.id());
+        let members = PartySet::first(3);
+        let config = |s: u8| SessionConfig {
+            committee,
+            session: Digest::from_bytes([s; 32]),
+            members,
+        };
+        // Shares of y = (7, 11) on degree-2 polynomials, one per member.
+        let y = [Fp::from(7u64), Fp::from(11u64)];
+        let share = |p: PartyIndex, e: usize| {
+            let x = Fp::from(u64::from(p.get()));
+            y[e] + Fp::from(5u64) * x + Fp::from(2u64) * x * x
+        };
+        let masked = |s: u8, item: u32| -> Result<BTreeMap<PartyIndex, Vec<Fp>>> {
+            members
+                .iter()
+                .map(|p| {
+                    let keys = MaskKeys::derive(&config(s), p, &pairwise[p.get() as usize - 1])?;
+                    Ok((p, keys.mask(item, &[share(p, 0), share(p, 1)])))
+                })
+                .collect()
+        };
+        let (a0, a1, b0) = (masked(1, 0)?, masked(1, 1)?, masked(2, 0)?);
+        for m in [&a0, &a1, &b0] {
+            assert_eq!(reconstruct(members, m)?, y.to_vec());
+        }
+        for p in members.iter() {
+            assert_ne!(a0[&p], a1[&p], "items of one session share no mask");
+            assert_ne!(a0[&p], b0[&p], "sessions share no mask");
+            assert_ne!(
+                a0[&p],
+                vec![share(p, 0), share(p, 1)],
+                "the share is masked"
+            );
+        }
+        Ok(())
     }
 }

@@ -24,7 +24,7 @@ use crate::king::KingSession;
 use crate::msgs::{OpenedMsg, ShareMsg};
 use crate::offline::{BatchRecord, BatchSpec, OfflineBatch, OfflineKing, catch_up};
 use crate::online::{CustodianSession, Op, OpCost, SessionConfig, Step};
-use crate::output::OutputCollector;
+use crate::output::{MaskKeys, OutputCollector};
 use crate::pool::{Pool, PoolGrant, PoolKind, PoolLedger};
 use crate::shares::SharedVec;
 use crate::stats::{Counters, Stats};
@@ -239,11 +239,13 @@ impl Simulation {
         for p in members.iter() {
             let i = p.get() as usize - 1;
             let material = self.pools[i].take(&grant)?;
+            let masks = MaskKeys::derive(&config, p, &self.pairwise[i])?;
             let session = CustodianSession::new(
                 config,
                 Arc::clone(&self.keyrings[i]),
                 material,
-                self.pairwise[i].clone(),
+                Arc::new(masks),
+                0,
             )?;
             custodians.insert(p, session);
         }

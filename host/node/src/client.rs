@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use qvm_api::wire::{Refusal, RefusalKind};
 use qvm_core::encoding::{from_canonical, to_canonical};
 use serde::Serialize;
@@ -82,6 +84,17 @@ impl Peer {
         deadline: Duration,
     ) -> Result<T, CallError> {
         let bytes = to_canonical(body).map_err(|e| CallError::BadAnswer(e.to_string()))?;
+        self.post_encoded(path, bytes.into(), deadline).await
+    }
+
+    /// POSTs a body already in its canonical encoding: one encoding sent to several
+    /// peers.
+    pub async fn post_encoded<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: Bytes,
+        deadline: Duration,
+    ) -> Result<T, CallError> {
         if self.channels.usable() {
             match self.channels.call(path, &bytes, deadline).await {
                 Ok((status, answer)) => return decode(status, &answer),

@@ -21,10 +21,7 @@
 
 mod protocols;
 
-use std::collections::BTreeMap;
-
 use qvm_core::encoding::Digest;
-use qvm_core::pairwise::PairwiseKey;
 use qvm_core::prss::{PrssContext, PrssKeyring, PrssSession};
 use qvm_core::{Fp, PartyIndex, PartySet};
 use serde::{Deserialize, Serialize};
@@ -33,7 +30,7 @@ use std::sync::Arc;
 
 use crate::committee::Committee;
 use crate::msgs::{OpenedMsg, OutputMsg, ShareMsg};
-use crate::output;
+use crate::output::MaskKeys;
 use crate::pool::{Material, PoolKind, Triple};
 use crate::shares::{SharedVec, same_len};
 use crate::stats::{OpKind, Stats};
@@ -311,7 +308,8 @@ pub struct CustodianSession {
     running: Option<Running>,
     failed: bool,
     outputs_delivered: bool,
-    pairwise: BTreeMap<PartyIndex, PairwiseKey>,
+    masks: Arc<MaskKeys>,
+    item: u32,
     stats: Stats,
 }
 
@@ -342,13 +340,15 @@ fn prss_of<'a>(
 
 impl CustodianSession {
     /// A session for the custodian whose PRSS keyring is given. `material` is what
-    /// [`crate::pool::Pool::take`] handed out for the session's grant; `pairwise` holds
-    /// this custodian's pairwise keys with the other members (for output masks).
+    /// [`crate::pool::Pool::take`] handed out for the session's grant; `masks` are this
+    /// custodian's output-mask keys for the ticket's session, shared by its batch items,
+    /// of which this session is number `item`.
     pub fn new(
         config: SessionConfig,
         keyring: Arc<PrssKeyring>,
         material: Material,
-        pairwise: BTreeMap<PartyIndex, PairwiseKey>,
+        masks: Arc<MaskKeys>,
+        item: u32,
     ) -> Result<CustodianSession> {
         let party = keyring.party();
         config
@@ -371,7 +371,8 @@ impl CustodianSession {
             running: None,
             failed: false,
             outputs_delivered: false,
-            pairwise,
+            masks,
+            item,
             stats: Stats::default(),
         })
     }
@@ -527,8 +528,8 @@ impl CustodianSession {
     }
 
     /// Masks this custodian's shares of all the outputs it delivers, concatenated, for
-    /// delivery (DESIGN.md §4). Once per session: masks depend on the session and the
-    /// element's position, so a second message would reuse them and the difference of the
+    /// delivery (DESIGN.md §4). Once per session: masks depend on the ticket's session,
+    /// the item and the element's position, so a second message would reuse them and the difference of the
     /// two would reveal a difference of shares.
     pub fn output_message(&mut self, outputs: &[&SharedVec]) -> Result<OutputMsg> {
         if self.outputs_delivered {
@@ -538,7 +539,7 @@ impl CustodianSession {
             .iter()
             .flat_map(|v| v.as_slice().iter().copied())
             .collect();
-        let masked = output::mask(&self.config, self.party, &self.pairwise, &all)?;
+        let masked = self.masks.mask(self.item, &all);
         self.outputs_delivered = true;
         Ok(OutputMsg {
             session: self.config.session,
