@@ -482,6 +482,10 @@ fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
     let second = c.rt.block_on(start_at(&c, 2, &e));
     assert!(matches!(second, Ok(SessionEvent::Round(_))), "{second:?}");
     assert_eq!(origin_of(&c, 2, &e_hash), Some(0));
+    // The same start again (anyone on the coordinator's links could resend it) is a
+    // replay, not a ticket for used items: replays and forks are named before pools.
+    let again = c.rt.block_on(start_at(&c, 1, &e));
+    assert_eq!(kind(again), RefusalKind::Replay);
     // Custodian 2 and 4 took no part, and learned every admitted range all the same.
     wait_until(&c, "custodian 4 learns custodian 1's ranges", || {
         learned(&c, 4, 1) >= 2
@@ -530,6 +534,21 @@ fn marks_are_told_only_to_the_committee(c: &Live, client: &SigningKey) {
             Err(CallError::Refused(r)) => assert_eq!(r.kind, kind, "{}", r.message),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+    // Counted apart from evaluation refusals.
+    let metrics = c.rt.block_on(async {
+        reqwest::get(format!("{}/metrics", c.file.custodians[0]))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    });
+    for line in [
+        "qvm_custodian_pool_marks_refused_total{reason=\"bad_control\"} 3",
+        "qvm_custodian_pool_marks_refused_total{reason=\"expired\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{metrics}");
     }
 }
 

@@ -13,7 +13,7 @@ use qvm_api::ticket::{ChainError, ChainHead, SignedTicket, extend};
 use qvm_api::wire::{Refusal, RefusalKind, StartSession};
 use qvm_api::{MAX_ATTEMPTS, MAX_BATCH, MAX_CLOCK_SKEW_SECS};
 use qvm_core::encoding::Digest;
-use qvm_mpc::pool::{Material, PoolGrant, PoolKind};
+use qvm_mpc::pool::{Material, Pool, PoolGrant, PoolKind};
 use qvm_package::policy::Identity;
 
 use crate::node::{Active, Node, internal};
@@ -197,7 +197,9 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
         .map_err(|e| refuse(RefusalKind::BadTicket, e.to_string()))?;
     // The coordinator grants items as soon as it has published a batch; the record may
     // still be on its way here. Wait a little for it rather than fail the session.
-    let needed = [t.grant.triples.end(), t.grant.bits.end()];
+    // (A pool the grant takes nothing from is not waited for: a local-only program's
+    // empty grant starts wherever the coordinator's allocation had got to.)
+    let needed = [t.grant.triples, t.grant.bits].map(|r| if r.count > 0 { r.end() } else { 0 });
     let deadline = std::time::Instant::now() + POOL_WAIT;
     while std::time::Instant::now() < deadline
         && node.with_pool(|p| {
@@ -208,7 +210,6 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
     }
     // The durable part, with the pool locked so the items checked are the items taken.
     node.with_pool(|pool| {
-        pool.check_grant(&t.grant).map_err(pool_refusal)?;
         let cost = |s: &SignedTicket| -> Result<u64, Refusal> {
             if s.ticket.attempt > 0 {
                 return Ok(0);
@@ -226,7 +227,7 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
         };
         let t_commit = t0.elapsed();
         node.store()
-            .write(|tx| commit(node, tx, start, &identity, &ticket_hash, &cost))?;
+            .write(|tx| commit(node, tx, start, &identity, &ticket_hash, &cost, pool))?;
         tracing::debug!(
             verify_us = t_verified.as_micros() as u64,
             checks_us = (t_commit - t_verified).as_micros() as u64,
@@ -272,6 +273,7 @@ fn commit(
     identity: &Identity,
     ticket_hash: &Digest,
     cost: &dyn Fn(&SignedTicket) -> Result<u64, Refusal>,
+    pool: &Pool,
 ) -> Result<(), Refusal> {
     let t = &start.ticket.ticket;
     let (program, who) = (t.program.as_str(), t.identity.as_str());
@@ -331,8 +333,11 @@ fn commit(
     }
     let tokens = if t.attempt == 0 { tokens - 1.0 } else { tokens };
     tx.put_bucket(program, who, tokens, now)?;
-    // Pooled items: never handed out twice, in whatever order sessions arrive. The signed
-    // ticket is kept beside them for the other custodians' pulls (`crate::gossip`).
+    // Pooled items: held here (not used, not retired, not still on their way) — checked
+    // after replay and forks, so those are named as such — and never handed out twice, in
+    // whatever order sessions arrive. The signed ticket is kept beside them for the other
+    // custodians' pulls (`crate::gossip`).
+    pool.check_grant(&t.grant).map_err(pool_refusal)?;
     let granted = ranges(t, *ticket_hash);
     if !granted.is_empty() {
         let signed = enc(&start.ticket)?;

@@ -54,7 +54,7 @@ impl Node {
         // Anyone who reaches the port can be refused, so a refusal is counted, not logged
         // above debug: a flood of them must not drown the log an operator pages on.
         let after = asked.inspect_err(|r| {
-            self.metrics.refused(r.kind);
+            self.metrics.marks_refused(r.kind);
             tracing::debug!(node = %self.name, reason = %r.message, "pool-marks question refused");
         })?;
         let rows = self.store().own_tickets_after(after, MAX_MARKS)?;

@@ -39,6 +39,7 @@ pub struct Metrics {
     learned: Counter,
     held: Family<PoolLabel, Gauge>,
     pruned: Counter,
+    marks_refused: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,8 +86,15 @@ impl Default for Metrics {
             "Batch records deleted once every item in them was used or retired",
             pruned.clone(),
         );
+        let marks_refused = Family::<Reason, Counter>::default();
+        registry.register(
+            "pool_marks_refused",
+            "Pool-marks questions refused (not from another custodian, or too old), by reason",
+            marks_refused.clone(),
+        );
         Metrics {
             registry,
+            marks_refused,
             started,
             done,
             refusals,
@@ -112,6 +120,16 @@ impl Metrics {
     /// Something was refused.
     pub fn refused(&self, kind: RefusalKind) {
         self.refusals
+            .get_or_create(&Reason {
+                reason: kind.as_str().into(),
+            })
+            .inc();
+    }
+
+    /// A pool-marks question was refused (kept apart from evaluation refusals: anyone
+    /// who reaches the port can cause these).
+    pub fn marks_refused(&self, kind: RefusalKind) {
+        self.marks_refused
             .get_or_create(&Reason {
                 reason: kind.as_str().into(),
             })

@@ -10,9 +10,10 @@
 //!
 //! Once a ticket admitted or learned here has expired by this custodian's clock (the one
 //! its admission checks use), the items below its grant can be retired
-//! ([`qvm_mpc::pool::Retirements`] says why). A coordinator restarted with a shorter TTL
-//! could leave an older ticket valid past a newer one's expiry: its session then fails
-//! here after admission (the pool no longer holds its items) — availability, never reuse.
+//! ([`qvm_mpc::pool::Retirements`] says why). A coordinator whose clock stepped back, or
+//! restarted with a shorter TTL, could leave an older ticket valid past a newer one's
+//! expiry: admission then refuses it (`bad_ticket`, the pool no longer holds its items)
+//! with nothing recorded — availability, never reuse.
 
 use std::sync::Arc;
 use std::time::Duration;

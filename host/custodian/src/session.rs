@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use qvm_api::request::{InputField, InputValue};
+use qvm_api::ticket::Ticket;
 use qvm_api::wire::{Delivery, Refusal, RefusalKind, RoundInput, SessionEvent, StartSession};
 use qvm_core::encoding::Digest;
 use qvm_mpc::SharedVec;
@@ -117,6 +118,13 @@ pub fn to_fields(input: &[InputField]) -> Vec<Field> {
         .collect()
 }
 
+/// This custodian's output-mask keys for a ticket's items (bound to the ticket's hash).
+fn mask_keys(node: &Node, t: &Ticket, hash: &Digest) -> Result<Arc<MaskKeys>, Refusal> {
+    MaskKeys::derive(&node.mpc, hash, t.members, node.index, &node.pairwise)
+        .map(Arc::new)
+        .map_err(|e| internal(e.to_string()))
+}
+
 /// Admits a session and runs it to its first event.
 pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent, Refusal> {
     let ring = node
@@ -124,6 +132,9 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
         .ok_or_else(|| Refusal::new(RefusalKind::Unavailable, "committee setup is not done"))?;
     let t0 = std::time::Instant::now();
     let admitted = qvm_node::blocking_here(|| admit(&node, &start))?;
+    // Admission checked the session set; what is left to fail is a pairwise key missing
+    // from this custodian's committee file, before the session is registered.
+    let masks = mask_keys(&node, &start.ticket.ticket, &admitted.ticket)?;
     tracing::debug!(node = %node.name, admit_us = t0.elapsed().as_micros() as u64, "admitted");
     let session = start.ticket.ticket.session;
     let (round_tx, round_rx) = mpsc::channel(1);
@@ -134,7 +145,7 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
     });
     node.sessions.insert(session, Arc::clone(&handle))?;
     node.metrics.session_started();
-    spawn_items(&node, &ring, &start, admitted, round_rx, event_tx)?;
+    spawn_items(&node, &ring, &start, admitted, masks, round_rx, event_tx)?;
     let event = next_event(&node, session, &handle).await;
     tracing::debug!(node = %node.name, first_event_us = t0.elapsed().as_micros() as u64, "first event");
     event
@@ -180,19 +191,12 @@ fn spawn_items(
     ring: &Arc<qvm_core::prss::PrssKeyring>,
     start: &StartSession,
     admitted: Admitted,
+    masks: Arc<MaskKeys>,
     round_rx: mpsc::Receiver<RoundInput>,
     event_tx: mpsc::Sender<Result<SessionEvent, Refusal>>,
 ) -> Result<(), Refusal> {
     let t = &start.ticket.ticket;
     let mut sessions = Vec::with_capacity(t.items as usize);
-    let ticket_session = SessionConfig {
-        committee: node.mpc,
-        session: t.session,
-        members: t.members,
-    };
-    let masks = MaskKeys::derive(&ticket_session, node.index, &node.pairwise)
-        .map(Arc::new)
-        .map_err(|e| internal(e.to_string()))?;
     for (b, material) in admitted.materials.into_iter().enumerate() {
         let item_session = t
             .item_session(b as u32)

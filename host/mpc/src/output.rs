@@ -1,27 +1,29 @@
 //! Output delivery with pairwise masks (DESIGN.md §4).
 //!
 //! Before custodian i ∈ Q hands over its share y_i of an output, it adds
-//! m_i = λ_i⁻¹ · Σ_{j∈Q, j≠i} ±PRF(k_ij, session)(item, index), the sign + when i < j and −
+//! m_i = λ_i⁻¹ · Σ_{j∈Q, j≠i} ±PRF(k_ij, ticket)(item, index), the sign + when i < j and −
 //! otherwise, with λ_i the Lagrange coefficient of i at 0 over Q. Then
 //! Σ_i λ_i (y_i + m_i) = y + Σ_{i<j} (PRF_ij − PRF_ij) = y: whoever reconstructs (the
 //! coordinator, or the client for reveal-to-client policies) learns y, and each masked
 //! share on its own is uniformly random, so nothing about any custodian's share leaks,
-//! across any number of sessions (the PRF is keyed per ticket session, and each item of a
-//! batch and each output element is its own PRF input).
+//! across any number of sessions (the PRF is keyed per ticket, and each item of a batch
+//! and each output element is its own PRF input).
 
 use std::collections::BTreeMap;
 
+use qvm_core::encoding::Digest;
 use qvm_core::pairwise::PairwiseKey;
 use qvm_core::prf::{FieldPrf, PrfInput};
 use qvm_core::shamir::Lagrange;
 use qvm_core::{Fp, PartyIndex, PartySet};
 
+use crate::committee::Committee;
 use crate::msgs::OutputMsg;
 use crate::online::SessionConfig;
 use crate::{Error, Result};
 
 /// HKDF salt of output-mask keys.
-const MASK_SALT: &[u8] = b"qvm/output-mask/v1";
+const MASK_SALT: &[u8] = b"qvm/output-mask/v2";
 /// PRF kind of output masks.
 const KIND_OUTPUT: u8 = 1;
 
@@ -52,15 +54,18 @@ impl core::fmt::Debug for MaskKeys {
 }
 
 impl MaskKeys {
-    /// Custodian `me`'s mask keys for `config`'s session (the ticket's, not an item's).
+    /// Custodian `me`'s mask keys among `members`, bound to `ticket`: the hash of the
+    /// coordinator's ticket, which custodians never admit twice (replays are refused and
+    /// chains cannot fork), so a coordinator reusing a session id still gets fresh masks.
     pub fn derive(
-        config: &SessionConfig,
+        committee: &Committee,
+        ticket: &Digest,
+        members: PartySet,
         me: PartyIndex,
         pairwise: &BTreeMap<PartyIndex, PairwiseKey>,
     ) -> Result<MaskKeys> {
-        let lambda_inv = lagrange_inverse_at_zero(config.members, me)?;
-        let prfs = config
-            .members
+        let lambda_inv = lagrange_inverse_at_zero(members, me)?;
+        let prfs = members
             .without(me)
             .iter()
             .map(|j| {
@@ -68,7 +73,7 @@ impl MaskKeys {
                 let prf = FieldPrf::derive(
                     key.as_bytes(),
                     MASK_SALT,
-                    &[config.committee.id().as_bytes(), config.session.as_bytes()],
+                    &[committee.id().as_bytes(), ticket.as_bytes()],
                 );
                 Ok((me < j, prf))
             })
@@ -198,15 +203,10 @@ mod tests {
     }
 
     #[test]
-    fn masks_cancel_and_differ_per_item_and_session() -> Result<()> {
+    fn masks_cancel_and_differ_per_item_and_ticket() -> Result<()> {
         let committee = Committee::new(Digest::from_bytes([3; 32]), 5, 3)?;
         let pairwise = keys(5, &committee.id());
         let members = PartySet::first(3);
-        let config = |s: u8| SessionConfig {
-            committee,
-            session: Digest::from_bytes([s; 32]),
-            members,
-        };
         // Shares of y = (7, 11) on degree-2 polynomials, one per member.
         let y = [Fp::from(7u64), Fp::from(11u64)];
         let share = |p: PartyIndex, e: usize| {
@@ -217,7 +217,14 @@ mod tests {
             members
                 .iter()
                 .map(|p| {
-                    let keys = MaskKeys::derive(&config(s), p, &pairwise[p.get() as usize - 1])?;
+                    let ticket = Digest::from_bytes([s; 32]);
+                    let keys = MaskKeys::derive(
+                        &committee,
+                        &ticket,
+                        members,
+                        p,
+                        &pairwise[p.get() as usize - 1],
+                    )?;
                     Ok((p, keys.mask(item, &[share(p, 0), share(p, 1)])))
                 })
                 .collect()
@@ -228,7 +235,7 @@ mod tests {
         }
         for p in members.iter() {
             assert_ne!(a0[&p], a1[&p], "items of one session share no mask");
-            assert_ne!(a0[&p], b0[&p], "sessions share no mask");
+            assert_ne!(a0[&p], b0[&p], "tickets share no mask");
             assert_ne!(
                 a0[&p],
                 vec![share(p, 0), share(p, 1)],

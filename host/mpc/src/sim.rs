@@ -239,7 +239,14 @@ impl Simulation {
         for p in members.iter() {
             let i = p.get() as usize - 1;
             let material = self.pools[i].take(&grant)?;
-            let masks = MaskKeys::derive(&config, p, &self.pairwise[i])?;
+            // The simulation's session id stands in for a ticket's hash.
+            let masks = MaskKeys::derive(
+                &config.committee,
+                &config.session,
+                members,
+                p,
+                &self.pairwise[i],
+            )?;
             let session = CustodianSession::new(
                 config,
                 Arc::clone(&self.keyrings[i]),
