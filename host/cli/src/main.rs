@@ -7,6 +7,14 @@ use qvm::{audit, bench, cluster, compile, daemons, demo, eval, package, run};
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's allocator. The daemons allocate and free buffers of
+/// hundreds of kilobytes many times a second (requests, round messages, offline batches);
+/// glibc returned their pages to the kernel and faulted fresh zeroed pages back in (a
+/// seventh of a custodian's CPU in the offline phase went to clearing pages), and its
+/// free-list upkeep showed in every profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// QuorumVM: run proprietary programs so that no single machine can run or rebuild them.
 ///
 /// Secrets are Shamir-shared across N custodians, a version runs only after K of them
