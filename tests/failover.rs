@@ -289,8 +289,11 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
     }
     c.signal("custodian-3", "KILL");
     assert!(c.wait_health(3, false, Duration::from_secs(5)));
-    // More triples than one batch holds (8 192), in batches of ten inputs.
-    for n in 0..3 {
+    // More triples than the first batch holds (16 384: the offline phase starts with
+    // batches of twice the configured 8 192 while the pools are empty), in batches of ten
+    // inputs; and fewer than the two filled (24 576), since nothing refills them while
+    // custodian 3 is down and the test serves three more with custodian 1 down later.
+    for n in 0..4 {
         let inputs = (0..10).map(|i| credit(i as f64 / 10.0)).collect();
         c.eval(&p, "analyst", inputs)
             .unwrap_or_else(|e| panic!("batch {n}: {e}{}", c.logs()));
@@ -306,7 +309,7 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
     };
     // Every item below was allocated to a ticket that expires.
     let x = [granted(0), granted(1)];
-    assert!(x[0] >= 30 * per_t, "{x:?}");
+    assert!(x[0] >= 40 * per_t, "{x:?}");
     let toml = c.dir.path().join("custodian-3.toml");
     let batches = || -> i64 {
         c.custodian_db(3)
@@ -339,7 +342,7 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
             freed[0] >= x[0] && freed[1] >= x[1],
             "{pinned:?} -> {freed:?}, {x:?}"
         );
-        // The first triples batch at least (its successor starts at 8 192 <= the base).
+        // The first triples batch at least (its successor starts at 16 384 <= the base).
         assert!(pruned >= 1, "{pruned} batch records pruned");
         assert_eq!(batches(), before - pruned as i64);
         // A ticket still valid for retired items (as a coordinator whose clock stepped

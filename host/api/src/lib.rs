@@ -53,6 +53,9 @@ pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
 pub const MAX_ATTEMPTS: u32 = 3;
 /// The most inputs one batch request may carry.
 pub const MAX_BATCH: usize = 10_000;
+/// The most items one offline batch may have: custodians refuse larger ones (a batch's
+/// shares and record are held in memory whole).
+pub const MAX_OFFLINE_BATCH: u32 = 1 << 16;
 
 /// Why a message is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

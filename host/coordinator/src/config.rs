@@ -15,7 +15,7 @@
 //!
 //! [offline]                       # optional: pool levels kept by the offline phase
 //! low_water = 20000               # refill below this many items
-//! batch = 8192                    # items per batch
+//! batch = 8192                    # items per batch (up to 4x while far below target)
 //! ```
 
 use std::net::SocketAddr;
@@ -48,7 +48,8 @@ impl Default for SessionsConfig {
 pub struct OfflineConfig {
     /// Refill a pool when fewer items than this are available.
     pub low_water: u64,
-    /// Items per batch.
+    /// Items per batch (up to four times as many while a pool is that far below its
+    /// target, never more than [`qvm_api::MAX_OFFLINE_BATCH`]).
     pub batch: u32,
 }
 
@@ -95,6 +96,48 @@ impl qvm_node::config::Paths for Config {
 impl Config {
     /// Reads a config file, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        qvm_node::config::load(path)
+        let config: Config = qvm_node::config::load(path)?;
+        let batch = config.offline.batch;
+        if batch == 0 || batch > qvm_api::MAX_OFFLINE_BATCH {
+            return Err(ConfigError {
+                path: path.display().to_string(),
+                detail: format!(
+                    "[offline] batch = {batch}: custodians take batches of 1..={} items",
+                    qvm_api::MAX_OFFLINE_BATCH
+                ),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(extra: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("coordinator.toml");
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nkeys = \"keys\"\ncommittee = \"committee.json\"\ndata = \"data\"\n{extra}"
+        );
+        std::fs::write(&path, text).expect("writes");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn offline_batches_custodians_would_refuse_are_a_config_error() {
+        assert_eq!(load_with("").expect("defaults").offline.batch, 8_192);
+        assert_eq!(
+            load_with("[offline]\nbatch = 65536\n")
+                .expect("the largest")
+                .offline
+                .batch,
+            65_536
+        );
+        for batch in [0, 65_537, 1_000_000] {
+            let err = load_with(&format!("[offline]\nbatch = {batch}\n")).expect_err("refused");
+            assert!(err.detail.contains("1..=65536"), "{err}");
+        }
     }
 }

@@ -703,6 +703,27 @@ impl Coordinator {
         self.config.offline.low_water.max(2 * demand)
     }
 
+    /// Items in the next batch of `kind`: the configured size, or a multiple of it up to
+    /// four times while the pool is that far below its target. Why: a batch costs round
+    /// trips, a signature over its record and fsyncs whatever its size, so a pool drained
+    /// by batch requests refills faster in big batches (credit-score batches of 100 at 2 of
+    /// 3: 938–950 evaluations/s with 8 192 items a batch, 1 162–1 288 with 32 768), while
+    /// single requests, which drain it slowly, keep the shorter pauses of small ones
+    /// (credit-score p99 10 ms with 8 192, 15 ms with 32 768).
+    fn batch_size(&self, kind: PoolKind) -> u32 {
+        let base = self
+            .config
+            .offline
+            .batch
+            .clamp(1, qvm_api::MAX_OFFLINE_BATCH);
+        let deficit = self
+            .pool_target(kind)
+            .saturating_sub(self.ledger().available(kind));
+        let multiple = (deficit / u64::from(base)).clamp(1, 4) as u32;
+        base.saturating_mul(multiple)
+            .min(qvm_api::MAX_OFFLINE_BATCH)
+    }
+
     /// One batch of `kind`; false if too few custodians are ready.
     async fn refill_once(&self, kind: PoolKind) -> Result<bool, Refusal> {
         {
@@ -734,7 +755,7 @@ impl Coordinator {
         let spec = BatchSpec {
             id: Digest::from_bytes(id),
             kind,
-            count: self.config.offline.batch,
+            count: self.batch_size(kind),
             start,
         };
         let set: PartySet = members.iter().map(|c| c.index).collect();

@@ -34,7 +34,7 @@ use qvm_node::store::Cached;
 pub type CustodianRuntime = Runtime<MpcBackend<ItemLink>>;
 
 /// The most items an offline batch may have.
-pub const MAX_BATCH_ITEMS: u32 = 1 << 16;
+pub const MAX_BATCH_ITEMS: u32 = qvm_api::MAX_OFFLINE_BATCH;
 
 /// The key that seals secret material at rest: derived from the custodian's
 /// key-agreement key (HKDF-SHA256, its own domain), so the database alone opens nothing.
