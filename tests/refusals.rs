@@ -334,6 +334,48 @@ fn custodians_refuse_what_a_malicious_coordinator_sends() {
         c.rt.block_on(c.client.eval(&fr)),
         RefusalKind::UnknownProgram,
     );
+    // A batch record of four billion items, where custodian 1's triples pool ends: refused
+    // before anything is derived for it (it used to allocate the items, and abort).
+    wait_until(&c, "the pools stop filling", || {
+        let end = || pool_end(&c, 1)[0];
+        let before = end();
+        std::thread::sleep(Duration::from_millis(300));
+        before > 0 && end() == before
+    });
+    let record = qvm_api::wire::Control {
+        to: qvm_api::wire::EVERY_CUSTODIAN,
+        committee: committee.id().expect("id"),
+        body: qvm_api::wire::ControlBody::BatchRecord {
+            record: qvm_mpc::offline::BatchRecord {
+                spec: qvm_mpc::offline::BatchSpec {
+                    id: Digest::from_bytes([9; 32]),
+                    kind: qvm_mpc::pool::PoolKind::Triples,
+                    count: u32::MAX,
+                    start: pool_end(&c, 1)[0],
+                },
+                public: Vec::new(),
+            },
+        },
+    }
+    .sign(&coordinator.signing)
+    .expect("signs");
+    let peer = Peer::new(&c.file.custodians[0], http_client().expect("client"));
+    match c
+        .rt
+        .block_on(peer.post::<_, ()>("/v1/control", &record, Duration::from_secs(10)))
+    {
+        Err(CallError::Refused(r)) => assert_eq!(r.kind, RefusalKind::BadControl, "{}", r.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(pool_end(&c, 1)[0] > 0, "custodian 1 still answers");
+}
+
+/// Custodian `i`'s pool ends (triples, bits) from its health report.
+fn pool_end(c: &Live, i: usize) -> [u64; 2] {
+    let peer = Peer::new(&c.file.custodians[i - 1], http_client().expect("client"));
+    c.rt.block_on(peer.get::<qvm_api::wire::Health>("/v1/health", Duration::from_secs(5)))
+        .expect("health")
+        .pool_end
 }
 
 /// With N > 2K − 1 two session sets can be disjoint, so no custodian sees both uses of an

@@ -45,7 +45,7 @@ pub const POOL_MARKS: Domain = Domain::new("qvm/pool-marks/v1");
 /// members may read who was granted which items.
 pub const POOL_MARKS_QUERY: Domain = Domain::new("qvm/pool-marks-query/v1");
 /// A batch item's session id, derived from the ticket's.
-pub const ITEM_SESSION: Domain = Domain::new("qvm/item-session/v1");
+pub const ITEM_SESSION: Domain = Domain::new("qvm/item-session/v2");
 
 /// How far a request's `issued_at` may be from a node's clock, seconds.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;

@@ -177,7 +177,8 @@ pub fn open_sealed(
 
     let members = resp.receipt.receipt.members;
     let ticket_session = resp.receipt.receipt.session;
-    let session_of = |b: u32| qvm_api::ticket::item_session(&ticket_session, b);
+    let ticket = resp.receipt.receipt.ticket;
+    let session_of = |b: u32| qvm_api::ticket::item_session(&ticket, b);
     let mut layout = Vec::new();
     let mut items: Vec<BTreeMap<PartyIndex, Vec<Fp>>> = Vec::new();
     for s in &resp.sealed {

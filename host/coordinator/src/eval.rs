@@ -623,9 +623,8 @@ impl Coordinator {
         let mut events = gather(futures::future::join_all(starts).await)?;
         tracing::debug!(starts_us = t_start.elapsed().as_micros() as u64, "starts");
         let items = t.items as usize;
-        let item_sessions: Vec<Digest> = (0..t.items)
-            .map(|b| t.item_session(b))
-            .collect::<Result<_, _>>()
+        let item_sessions: Vec<Digest> = ticket
+            .item_sessions()
             .map_err(|e| Failure::Final(refuse(RefusalKind::Internal, e.to_string())))?;
         let mut kings: Vec<KingSession> = item_sessions
             .iter()

@@ -36,6 +36,17 @@ pub type CustodianRuntime = Runtime<MpcBackend<ItemLink>>;
 /// The most items an offline batch may have.
 pub const MAX_BATCH_ITEMS: u32 = qvm_api::MAX_OFFLINE_BATCH;
 
+/// Refuses a batch of no items or more than [`MAX_BATCH_ITEMS`].
+fn check_batch_size(spec: &qvm_mpc::offline::BatchSpec) -> Result<(), Refusal> {
+    if spec.count == 0 || spec.count > MAX_BATCH_ITEMS {
+        return Err(Refusal::new(
+            RefusalKind::BadControl,
+            format!("a batch has 1..={MAX_BATCH_ITEMS} items"),
+        ));
+    }
+    Ok(())
+}
+
 /// The key that seals secret material at rest: derived from the custodian's
 /// key-agreement key (HKDF-SHA256, its own domain), so the database alone opens nothing.
 pub struct NodeKey(PairwiseKey);
@@ -587,12 +598,7 @@ impl Node {
 
     fn batch_start(&self, spec: &qvm_mpc::offline::BatchSpec) -> Result<ShareMsg, Refusal> {
         let ring = self.keyring().ok_or_else(not_set_up)?;
-        if spec.count == 0 || spec.count > MAX_BATCH_ITEMS {
-            return Err(Refusal::new(
-                RefusalKind::BadControl,
-                format!("a batch has 1..={MAX_BATCH_ITEMS} items"),
-            ));
-        }
+        check_batch_size(spec)?;
         let end = self.pool().end(spec.kind);
         if spec.start != end {
             return Err(Refusal::new(
@@ -617,6 +623,18 @@ impl Node {
     fn batch_record(&self, record: &BatchRecord) -> Result<(), Refusal> {
         let ring = self.keyring().ok_or_else(not_set_up)?;
         let spec = record.spec;
+        // Before anything is derived for it: catching up allocates the batch's items.
+        check_batch_size(&spec)?;
+        if record.public.len() != spec.count as usize {
+            return Err(Refusal::new(
+                RefusalKind::BadControl,
+                format!(
+                    "a batch record of {} items carries {} values",
+                    spec.count,
+                    record.public.len()
+                ),
+            ));
+        }
         let mine = self
             .offline
             .lock()

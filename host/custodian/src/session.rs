@@ -197,9 +197,9 @@ fn spawn_items(
 ) -> Result<(), Refusal> {
     let t = &start.ticket.ticket;
     let mut sessions = Vec::with_capacity(t.items as usize);
+    let ticket = admitted.ticket;
     for (b, material) in admitted.materials.into_iter().enumerate() {
-        let item_session = t
-            .item_session(b as u32)
+        let item_session = qvm_api::ticket::item_session(&ticket, b as u32)
             .map_err(|e| internal(e.to_string()))?;
         let config = SessionConfig {
             committee: node.mpc,

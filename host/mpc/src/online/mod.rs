@@ -341,7 +341,7 @@ fn prss_of<'a>(
 impl CustodianSession {
     /// A session for the custodian whose PRSS keyring is given. `material` is what
     /// [`crate::pool::Pool::take`] handed out for the session's grant; `masks` are this
-    /// custodian's output-mask keys for the ticket's session, shared by its batch items,
+    /// custodian's output-mask keys for the ticket, shared by its batch items,
     /// of which this session is number `item`.
     pub fn new(
         config: SessionConfig,
