@@ -142,13 +142,31 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         self.base + self.items.len() as u64
     }
 
-    fn add(&mut self, start: u64, items: Vec<T>) -> Result<()> {
+    fn add(&mut self, start: u64, mut items: Vec<T>) -> Result<()> {
         if start != self.end() {
+            items.zeroize();
             return Err(Error::BadBatch("batch does not start where the pool ends"));
         }
-        self.items.extend(items);
+        if self.items.capacity() - self.items.len() < items.len() {
+            // Grown by hand: the deque's own growth would free its old buffer unwiped.
+            let needed = (self.items.len() + items.len()).next_power_of_two();
+            let mut grown = VecDeque::with_capacity(needed);
+            grown.extend(self.items.iter().copied());
+            self.items.iter_mut().for_each(Zeroize::zeroize);
+            self.items = grown;
+        }
+        self.items.extend(items.iter().copied());
+        // The batch's own buffer is freed here: wiped first.
+        items.zeroize();
         self.drop_used_front();
         Ok(())
+    }
+
+    /// Wipes the first `n` items where they lie, then drops them (draining alone would
+    /// wipe only the copies it yields and leave the values in the deque's buffer).
+    fn drop_front(&mut self, n: usize) {
+        self.items.range_mut(..n).for_each(Zeroize::zeroize);
+        self.items.drain(..n);
     }
 
     /// The end of a used range `range` overlaps (or the base, if it starts below it).
@@ -218,7 +236,7 @@ impl<T: Zeroize + Copy + Default> Store<T> {
         if start < self.end() {
             return Err(Error::BadBatch("a pool skips only forward, past its end"));
         }
-        self.items.drain(..).for_each(|mut x| x.zeroize());
+        self.drop_front(self.items.len());
         let below = std::mem::take(&mut self.used);
         let (before, after) = {
             let mut b = below;
@@ -244,7 +262,7 @@ impl<T: Zeroize + Copy + Default> Store<T> {
                 return;
             }
             self.used.remove(&self.base);
-            self.items.drain(..n).for_each(|mut x| x.zeroize());
+            self.drop_front(n);
             let reached = self.base + n as u64;
             if end > reached {
                 // The rest of the range is beyond the items held.
