@@ -131,10 +131,23 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
         .keyring()
         .ok_or_else(|| Refusal::new(RefusalKind::Unavailable, "committee setup is not done"))?;
     let t0 = std::time::Instant::now();
+    // The mask keys before admission commits, so that nothing is charged for a session
+    // that could not deliver (a pairwise key missing from the committee file). A session
+    // set admission will refuse gets that refusal instead.
+    let t = &start.ticket.ticket;
+    let masks = if t.members.contains(node.index)
+        && node.mpc.check_members(t.members, node.mpc.k()).is_ok()
+    {
+        let hash = start
+            .ticket
+            .hash()
+            .map_err(|e| Refusal::new(RefusalKind::BadTicket, e.to_string()))?;
+        Some(mask_keys(&node, t, &hash)?)
+    } else {
+        None
+    };
     let admitted = qvm_node::blocking_here(|| admit(&node, &start))?;
-    // Admission checked the session set; what is left to fail is a pairwise key missing
-    // from this custodian's committee file, before the session is registered.
-    let masks = mask_keys(&node, &start.ticket.ticket, &admitted.ticket)?;
+    let masks = masks.ok_or_else(|| internal("admitted a session set without this custodian"))?;
     tracing::debug!(node = %node.name, admit_us = t0.elapsed().as_micros() as u64, "admitted");
     let session = start.ticket.ticket.session;
     let (round_tx, round_rx) = mpsc::channel(1);
