@@ -376,16 +376,7 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
         c.logs()
     );
     // Its sweeps report what its pools hold.
-    let metrics = || {
-        c.rt.block_on(async {
-            reqwest::get(format!("{}/metrics", c.file.custodians[2]))
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text")
-        })
-    };
+    let metrics = || c.custodian_metrics(3);
     let wait = std::time::Instant::now() + Duration::from_secs(10);
     while !metrics().contains("qvm_custodian_pool_held{pool=\"triples\"}") {
         assert!(std::time::Instant::now() < wait, "{}", metrics());

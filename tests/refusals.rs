@@ -478,14 +478,7 @@ fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
             for t in [&s1.ticket, &s3.ticket] {
                 assert!(alarm.contains(&t.hash().expect("hash").to_hex()), "{alarm}");
             }
-            let metrics = c.rt.block_on(async {
-                reqwest::get(format!("{}/metrics", c.file.custodians[i - 1]))
-                    .await
-                    .expect("metrics")
-                    .text()
-                    .await
-                    .expect("text")
-            });
+            let metrics = c.custodian_metrics(i);
             assert!(
                 metrics.contains("qvm_custodian_alarms_total{kind=\"pool_reuse\"}"),
                 "{metrics}"
@@ -578,14 +571,7 @@ fn marks_are_told_only_to_the_committee(c: &Live, client: &SigningKey) {
         }
     }
     // Counted apart from evaluation refusals.
-    let metrics = c.rt.block_on(async {
-        reqwest::get(format!("{}/metrics", c.file.custodians[0]))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    });
+    let metrics = c.custodian_metrics(1);
     for line in [
         "qvm_custodian_pool_marks_refused_total{reason=\"bad_control\"} 3",
         "qvm_custodian_pool_marks_refused_total{reason=\"expired\"} 1",

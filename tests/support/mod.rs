@@ -272,6 +272,18 @@ impl Live {
         )
     }
 
+    /// Custodian `i`'s Prometheus text.
+    pub fn custodian_metrics(&self, i: usize) -> String {
+        self.rt.block_on(async {
+            reqwest::get(format!("{}/metrics", self.file.custodians[i - 1]))
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text")
+        })
+    }
+
     /// A program's status.
     pub fn program(&self, name: &str) -> qvm_coordinator::api::ProgramStatus {
         self.rt

@@ -390,13 +390,14 @@ fn check_field(d: &qvm_package::manifest::Field, v: &InputValue) -> Result<(), S
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use qvm_core::encoding::{from_canonical, to_canonical};
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
-    fn request() -> EvalRequest {
+    /// A request of one input (also the fixture of other modules' tests).
+    pub(crate) fn request() -> EvalRequest {
         EvalRequest {
             program: "credit-score".into(),
             version: 1,

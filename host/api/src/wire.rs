@@ -382,7 +382,6 @@ mod control_tests {
 #[cfg(test)]
 mod start_tests {
     use super::*;
-    use crate::request::{EvalRequest, InputField, InputValue, Real};
     use crate::ticket::Ticket;
     use qvm_core::encoding::{from_canonical, to_canonical};
     use rand_chacha::ChaCha20Rng;
@@ -391,19 +390,7 @@ mod start_tests {
     #[test]
     fn a_borrowed_start_encodes_as_the_owned_one() -> Result<(), Box<dyn std::error::Error>> {
         let key = SigningKey::generate(&mut ChaCha20Rng::seed_from_u64(5));
-        let request = EvalRequest {
-            program: "p".into(),
-            version: 1,
-            identity: "id".into(),
-            inputs: vec![vec![InputField {
-                name: "x".into(),
-                value: InputValue::Reals(vec![Real(0.5), Real(-2.0)]),
-            }]],
-            nonce: vec![1; 16],
-            issued_at: 7,
-            reveal_to: None,
-        }
-        .sign(&key)?;
+        let request = crate::request::tests::request().sign(&key)?;
         let ticket = |sequence| {
             Ticket {
                 request: request.hash().expect("hash"),

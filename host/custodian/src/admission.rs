@@ -13,6 +13,7 @@ use qvm_api::ticket::{ChainError, ChainHead, SignedTicket, extend};
 use qvm_api::wire::{Refusal, RefusalKind, StartSession};
 use qvm_api::{MAX_ATTEMPTS, MAX_BATCH, MAX_CLOCK_SKEW_SECS};
 use qvm_core::encoding::Digest;
+use qvm_mpc::output::MaskKeys;
 use qvm_mpc::pool::{Material, Pool, PoolGrant, PoolKind};
 use qvm_package::policy::Identity;
 
@@ -32,6 +33,8 @@ pub struct Admitted {
     pub materials: Vec<Material>,
     /// The ticket's hash.
     pub ticket: Digest,
+    /// This custodian's output-mask keys for the ticket's items.
+    pub masks: Arc<MaskKeys>,
 }
 
 fn refuse(kind: RefusalKind, msg: impl Into<String>) -> Refusal {
@@ -195,6 +198,17 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
     let ticket_hash = signed
         .hash()
         .map_err(|e| refuse(RefusalKind::BadTicket, e.to_string()))?;
+    // Before the commit, so that nothing is charged for a session that could not deliver
+    // (a pairwise key missing from the committee file).
+    let masks = MaskKeys::derive(
+        &node.mpc,
+        &ticket_hash,
+        t.members,
+        node.index,
+        &node.pairwise,
+    )
+    .map(Arc::new)
+    .map_err(|e| internal(e.to_string()))?;
     // The coordinator grants items as soon as it has published a batch; the record may
     // still be on its way here. Wait a little for it rather than fail the session.
     // (A pool the grant takes nothing from is not waited for: a local-only program's
@@ -246,6 +260,7 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
         identity,
         materials,
         ticket: ticket_hash,
+        masks,
     })
 }
 

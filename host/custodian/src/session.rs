@@ -15,13 +15,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use qvm_api::request::{InputField, InputValue};
-use qvm_api::ticket::Ticket;
 use qvm_api::wire::{Delivery, Refusal, RefusalKind, RoundInput, SessionEvent, StartSession};
 use qvm_core::encoding::Digest;
 use qvm_mpc::SharedVec;
 use qvm_mpc::msgs::{OpenedMsg, OutputMsg, ShareMsg};
 use qvm_mpc::online::{CustodianSession, SessionConfig};
-use qvm_mpc::output::MaskKeys;
 use qvm_runtime::{BackendError, BoxFuture, Field, MpcBackend, Transport, Value};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
@@ -118,36 +116,13 @@ pub fn to_fields(input: &[InputField]) -> Vec<Field> {
         .collect()
 }
 
-/// This custodian's output-mask keys for a ticket's items (bound to the ticket's hash).
-fn mask_keys(node: &Node, t: &Ticket, hash: &Digest) -> Result<Arc<MaskKeys>, Refusal> {
-    MaskKeys::derive(&node.mpc, hash, t.members, node.index, &node.pairwise)
-        .map(Arc::new)
-        .map_err(|e| internal(e.to_string()))
-}
-
 /// Admits a session and runs it to its first event.
 pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent, Refusal> {
     let ring = node
         .keyring()
         .ok_or_else(|| Refusal::new(RefusalKind::Unavailable, "committee setup is not done"))?;
     let t0 = std::time::Instant::now();
-    // The mask keys before admission commits, so that nothing is charged for a session
-    // that could not deliver (a pairwise key missing from the committee file). A session
-    // set admission will refuse gets that refusal instead.
-    let t = &start.ticket.ticket;
-    let masks = if t.members.contains(node.index)
-        && node.mpc.check_members(t.members, node.mpc.k()).is_ok()
-    {
-        let hash = start
-            .ticket
-            .hash()
-            .map_err(|e| Refusal::new(RefusalKind::BadTicket, e.to_string()))?;
-        Some(mask_keys(&node, t, &hash)?)
-    } else {
-        None
-    };
     let admitted = qvm_node::blocking_here(|| admit(&node, &start))?;
-    let masks = masks.ok_or_else(|| internal("admitted a session set without this custodian"))?;
     tracing::debug!(node = %node.name, admit_us = t0.elapsed().as_micros() as u64, "admitted");
     let session = start.ticket.ticket.session;
     let (round_tx, round_rx) = mpsc::channel(1);
@@ -158,7 +133,7 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
     });
     node.sessions.insert(session, Arc::clone(&handle))?;
     node.metrics.session_started();
-    spawn_items(&node, &ring, &start, admitted, masks, round_rx, event_tx)?;
+    spawn_items(&node, &ring, &start, admitted, round_rx, event_tx)?;
     let event = next_event(&node, session, &handle).await;
     tracing::debug!(node = %node.name, first_event_us = t0.elapsed().as_micros() as u64, "first event");
     event
@@ -204,7 +179,6 @@ fn spawn_items(
     ring: &Arc<qvm_core::prss::PrssKeyring>,
     start: &StartSession,
     admitted: Admitted,
-    masks: Arc<MaskKeys>,
     round_rx: mpsc::Receiver<RoundInput>,
     event_tx: mpsc::Sender<Result<SessionEvent, Refusal>>,
 ) -> Result<(), Refusal> {
@@ -223,7 +197,7 @@ fn spawn_items(
             config,
             Arc::clone(ring),
             material,
-            Arc::clone(&masks),
+            Arc::clone(&admitted.masks),
             b as u32,
         )
         .map_err(|e| internal(e.to_string()))?;

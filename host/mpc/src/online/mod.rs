@@ -528,7 +528,7 @@ impl CustodianSession {
     }
 
     /// Masks this custodian's shares of all the outputs it delivers, concatenated, for
-    /// delivery (DESIGN.md §4). Once per session: masks depend on the ticket's session,
+    /// delivery (DESIGN.md §4). Once per session: masks depend on the ticket,
     /// the item and the element's position, so a second message would reuse them and the difference of the
     /// two would reveal a difference of shares.
     pub fn output_message(&mut self, outputs: &[&SharedVec]) -> Result<OutputMsg> {
