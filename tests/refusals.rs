@@ -368,6 +368,45 @@ fn custodians_refuse_what_a_malicious_coordinator_sends() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(pool_end(&c, 1)[0] > 0, "custodian 1 still answers");
+    // Batches started where the pools end whose records never come (as from a coordinator
+    // that crashed mid-batch): a later start of the same kind drops the earlier one, so at
+    // most one per kind waits at the custodian.
+    let start_batch = |n: u8, kind: qvm_mpc::pool::PoolKind| {
+        let slot = match kind {
+            qvm_mpc::pool::PoolKind::Triples => 0,
+            qvm_mpc::pool::PoolKind::Bits => 1,
+        };
+        let control = qvm_api::wire::Control {
+            to: 1,
+            committee: committee.id().expect("id"),
+            body: qvm_api::wire::ControlBody::BatchStart {
+                spec: qvm_mpc::offline::BatchSpec {
+                    id: Digest::from_bytes([n; 32]),
+                    kind,
+                    count: 64,
+                    start: pool_end(&c, 1)[slot],
+                },
+            },
+        }
+        .sign(&coordinator.signing)
+        .expect("signs");
+        c.rt.block_on(peer.post::<_, qvm_mpc::msgs::ShareMsg>(
+            "/v1/control",
+            &control,
+            Duration::from_secs(10),
+        ))
+        .expect("a batch starts where the pool ends");
+    };
+    let pending = || {
+        let m = c.custodian_metrics(1);
+        support::metric(&m, "qvm_custodian_offline_pending")
+    };
+    for n in 20..23 {
+        start_batch(n, qvm_mpc::pool::PoolKind::Triples);
+        assert_eq!(pending(), 1.0, "after start {n}");
+    }
+    start_batch(23, qvm_mpc::pool::PoolKind::Bits);
+    assert_eq!(pending(), 2.0);
 }
 
 /// Custodian `i`'s pool ends (triples, bits) from its health report.
@@ -447,6 +486,28 @@ fn custodians_compare_pool_marks_and_catch_items_granted_twice() {
         matches!(admitted, Ok(SessionEvent::Round(_))),
         "{admitted:?}"
     );
+    // Another ticket reusing the id of that session, still running at custodian 1 (it waits
+    // for its first round), is refused there before anything is charged or recorded.
+    let mut reusing = start("e", &[1, 2], grant(5));
+    let mut t = reusing.ticket.ticket.clone();
+    t.session = Digest::from_bytes([b'a'; 32]);
+    reusing.ticket = t.sign(&coordinator.signing).expect("signs");
+    match c.rt.block_on(start_at(&c, 1, &reusing)) {
+        Err(CallError::Refused(r)) => {
+            assert_eq!(r.kind, RefusalKind::Replay);
+            assert!(r.message.contains("already running"), "{}", r.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let charged: i64 = c
+        .custodian_db(1)
+        .query_row(
+            "SELECT COUNT(*) FROM tickets WHERE identity = 'e'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("query");
+    assert_eq!(charged, 0, "nothing recorded for the refused ticket");
     wait_until(&c, "custodian 3 learns custodian 1's ranges", || {
         learned(&c, 3, 1) >= 2
     });

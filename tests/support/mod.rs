@@ -362,10 +362,7 @@ impl Live {
     /// A coordinator metric's value (the sum over its label sets).
     pub fn metric(&self, name: &str) -> f64 {
         let text = self.rt.block_on(self.client.metrics()).expect("metrics");
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric(&text, name)
     }
 
     /// A custodian's database, read-only.
@@ -399,4 +396,12 @@ pub fn refused(
         Err(e) => panic!("expected {}, got {e}", kind.as_str()),
         Ok(_) => panic!("expected {}, the request was served", kind.as_str()),
     }
+}
+
+/// The sum of a metric's samples (every label set) in a Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -145,6 +145,14 @@ impl RefusalKind {
         )
     }
 
+    /// Whether a custodian refused because its view differs from the coordinator's (the
+    /// version is not active there yet; the ticket grants pooled items it holds used or
+    /// retired), not because it failed: the coordinator retries without it but keeps it
+    /// in service.
+    pub fn is_disagreement(self) -> bool {
+        matches!(self, RefusalKind::NotActive | RefusalKind::BadTicket)
+    }
+
     /// A stable lower-case name (metrics labels, logs).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -136,8 +136,9 @@ enum Failure {
     /// The request is at fault (or the program): no retry.
     Final(Refusal),
     /// Retry without `excluded`. Of them, `faulty` failed or hung and are quarantined;
-    /// the others only refused because the version is not active there yet (an activation
-    /// still on its way), which says nothing about their health.
+    /// the others only disagreed with this coordinator's view (a version not active there
+    /// yet, a ticket for items they hold used or retired), which says nothing about their
+    /// health: quarantining one would stop every session set that needs it.
     Custodians {
         excluded: PartySet,
         faulty: PartySet,
@@ -865,7 +866,7 @@ fn gather(
                 return Err(Failure::Final(r));
             }
             Err((p, e)) => {
-                if matches!(&e, CallError::Refused(r) if r.kind == RefusalKind::NotActive) {
+                if matches!(&e, CallError::Refused(r) if r.kind.is_disagreement()) {
                     lagging = lagging.with(p);
                 } else {
                     failed = failed.with(p);
@@ -922,6 +923,28 @@ mod tests {
         };
         assert_eq!(excluded, PartySet::EMPTY.with(party(1)).with(party(2)));
         assert_eq!(faulty, PartySet::EMPTY.with(party(2)));
+    }
+
+    #[test]
+    fn a_custodian_refusing_a_ticket_is_skipped_but_not_quarantined() {
+        let answers = vec![
+            Ok((party(1), SessionEvent::Round(Vec::new()))),
+            Err((
+                party(3),
+                CallError::Refused(Refusal::new(
+                    RefusalKind::BadTicket,
+                    "pooled items already used or retired here",
+                )),
+            )),
+        ];
+        let Err(Failure::Custodians {
+            excluded, faulty, ..
+        }) = gather(answers)
+        else {
+            panic!("expected a retry without custodian 3");
+        };
+        assert_eq!(excluded, PartySet::EMPTY.with(party(3)));
+        assert_eq!(faulty, PartySet::EMPTY);
     }
 
     #[test]

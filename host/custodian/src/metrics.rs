@@ -40,6 +40,7 @@ pub struct Metrics {
     held: Family<PoolLabel, Gauge>,
     pruned: Counter,
     marks_refused: Family<Reason, Counter>,
+    offline_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -92,9 +93,16 @@ impl Default for Metrics {
             "Pool-marks questions refused (not from another custodian, or too old), by reason",
             marks_refused.clone(),
         );
+        let offline_pending = Gauge::default();
+        registry.register(
+            "offline_pending",
+            "Offline batches this custodian started whose record has not arrived",
+            offline_pending.clone(),
+        );
         Metrics {
             registry,
             marks_refused,
+            offline_pending,
             started,
             done,
             refusals,
@@ -153,6 +161,11 @@ impl Metrics {
         self.held
             .get_or_create(&PoolLabel { pool: pool.into() })
             .set(items as i64);
+    }
+
+    /// Offline batches waiting for their records.
+    pub fn offline_pending(&self, batches: usize) {
+        self.offline_pending.set(batches as i64);
     }
 
     /// Batch records were pruned.

@@ -613,10 +613,14 @@ impl Node {
             ));
         }
         let (batch, msg) = OfflineBatch::start(&ring, &self.mpc, *spec);
-        self.offline
-            .lock()
-            .map_err(|_| poisoned_refusal())?
-            .insert(spec.id, batch);
+        let mut pending = self.offline.lock().map_err(|_| poisoned_refusal())?;
+        // The coordinator runs one batch of a kind at a time and starts the next only where
+        // this pool ends, so an earlier batch of this kind still here was abandoned (its
+        // coordinator crashed, or a member failed it) and its record can never come: its
+        // derived values (wiped on drop) would otherwise stay for the life of the process.
+        pending.retain(|_, b| b.spec().kind != spec.kind);
+        pending.insert(spec.id, batch);
+        self.metrics.offline_pending(pending.len());
         Ok(msg)
     }
 
@@ -635,11 +639,12 @@ impl Node {
                 ),
             ));
         }
-        let mine = self
-            .offline
-            .lock()
-            .map_err(|_| poisoned_refusal())?
-            .remove(&spec.id);
+        let mine = {
+            let mut pending = self.offline.lock().map_err(|_| poisoned_refusal())?;
+            let mine = pending.remove(&spec.id);
+            self.metrics.offline_pending(pending.len());
+            mine
+        };
         let mut pool = self.pool();
         let end = pool.end(spec.kind);
         if spec.start < end {

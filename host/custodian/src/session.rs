@@ -122,8 +122,6 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
         .keyring()
         .ok_or_else(|| Refusal::new(RefusalKind::Unavailable, "committee setup is not done"))?;
     let t0 = std::time::Instant::now();
-    let admitted = qvm_node::blocking_here(|| admit(&node, &start))?;
-    tracing::debug!(node = %node.name, admit_us = t0.elapsed().as_micros() as u64, "admitted");
     let session = start.ticket.ticket.session;
     let (round_tx, round_rx) = mpsc::channel(1);
     let (event_tx, event_rx) = mpsc::channel(1);
@@ -131,9 +129,17 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
         rounds: round_tx,
         events: AsyncMutex::new(event_rx),
     });
+    // The session id is claimed before admission commits, so a start reusing the id of a
+    // session still running here is refused before anything is charged or recorded.
     node.sessions.insert(session, Arc::clone(&handle))?;
+    let admitted = qvm_node::blocking_here(|| admit(&node, &start))
+        .and_then(|admitted| spawn_items(&node, &ring, &start, admitted, round_rx, event_tx));
+    if let Err(r) = admitted {
+        node.sessions.remove(&session);
+        return Err(r);
+    }
+    tracing::debug!(node = %node.name, admit_us = t0.elapsed().as_micros() as u64, "admitted");
     node.metrics.session_started();
-    spawn_items(&node, &ring, &start, admitted, round_rx, event_tx)?;
     let event = next_event(&node, session, &handle).await;
     tracing::debug!(node = %node.name, first_event_us = t0.elapsed().as_micros() as u64, "first event");
     event

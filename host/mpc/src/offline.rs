@@ -215,6 +215,11 @@ impl OfflineBatch {
         )
     }
 
+    /// What this batch makes, and where.
+    pub fn spec(&self) -> &BatchSpec {
+        &self.spec
+    }
+
     /// Finishes with the king's published values: the batch record and this custodian's
     /// items. A message for another batch or round, or of the wrong length, is refused.
     pub fn finish(mut self, opened: &OpenedMsg) -> Result<(BatchRecord, Produced, Stats)> {
