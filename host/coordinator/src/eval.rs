@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use qvm_api::audit::Event;
-use qvm_api::request::{Receipt, RevealedOutput, SignedReceipt, SignedRequest, check_input};
+use qvm_api::request::{
+    DigestedRequest, Receipt, RevealedOutput, SignedReceipt, SignedRequest, check_input,
+};
 use qvm_api::ticket::{SignedTicket, Ticket};
 use qvm_api::wire::{Refusal, RefusalKind, RoundInput, SessionEvent, StartSessionRef, pool_slot};
 use qvm_api::{MAX_ATTEMPTS, MAX_BATCH, MAX_CLOCK_SKEW_SECS};
@@ -85,7 +87,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn start(req: Arc<SignedRequest>, key: qvm_core::sign::VerifyingKey) -> Pending {
+    fn start(req: DigestedRequest, key: qvm_core::sign::VerifyingKey) -> Pending {
         let (tx, answer) = std::sync::mpsc::sync_channel(1);
         tokio::task::spawn_blocking(move || {
             let _ = tx.send(req.verify(&key).is_ok());
@@ -308,8 +310,11 @@ impl Coordinator {
                 "this identity's outputs are sealed to the client: the request must carry its key-agreement key (reveal_to)",
             ));
         }
-        let mut pending = Pending::start(Arc::clone(req), identity.key);
-        match self.check_rest(req, program, identity) {
+        let digested = req
+            .digested()
+            .map_err(|e| refuse(RefusalKind::InvalidInput, e.to_string()))?;
+        let mut pending = Pending::start(digested, identity.key);
+        match self.check_rest(req, &digested, program, identity) {
             Ok(checked) => Ok((checked, pending)),
             // A request that is not the client's learns nothing more than that.
             Err(r) => Err(pending.signature().err().unwrap_or(r)),
@@ -321,6 +326,7 @@ impl Coordinator {
     fn check_rest(
         &self,
         req: &SignedRequest,
+        digested: &DigestedRequest,
         program: Arc<ActiveProgram>,
         identity: Identity,
     ) -> Result<Checked, Refusal> {
@@ -343,7 +349,7 @@ impl Coordinator {
             check_input(&m.schema, input)
                 .map_err(|why| refuse(RefusalKind::InvalidInput, format!("item {i}: {why}")))?;
         }
-        let request = req
+        let request = digested
             .hash()
             .map_err(|e| refuse(RefusalKind::InvalidInput, e.to_string()))?;
         if store::request_seen(&self.store(), &request)? {

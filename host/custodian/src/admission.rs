@@ -81,8 +81,11 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
             "the ticket is not signed by the coordinator",
         )
     })?;
-    let request_hash = start
+    let digested = start
         .request
+        .digested()
+        .map_err(|e| refuse(RefusalKind::BadTicket, e.to_string()))?;
+    let request_hash = digested
         .hash()
         .map_err(|e| refuse(RefusalKind::BadTicket, e.to_string()))?;
     if t.request != request_hash
@@ -159,7 +162,7 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
                 format!("`{}` is not in the policy", req.identity),
             )
         })?;
-    start.request.verify(&identity.key).map_err(|_| {
+    digested.verify(&identity.key).map_err(|_| {
         refuse(
             RefusalKind::BadClientSignature,
             "the client's signature does not verify",
