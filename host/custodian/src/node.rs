@@ -33,6 +33,20 @@ use qvm_node::store::Cached;
 /// The runtime type of a custodian's program instances.
 pub type CustodianRuntime = Runtime<MpcBackend<ItemLink>>;
 
+/// Whether a batch record for `spec` extends `pool` (`false`: its items are already
+/// there). A record beyond the pool's end is refused: the coordinator catches a custodian
+/// up in order, so a gap is records still to come.
+fn pool_continues_at(pool: &Pool, spec: &qvm_mpc::offline::BatchSpec) -> Result<bool, Refusal> {
+    let end = pool.end(spec.kind);
+    if spec.start > end {
+        return Err(Refusal::new(
+            RefusalKind::BadControl,
+            format!("the {} pool ends at {end}, not {}", spec.kind, spec.start),
+        ));
+    }
+    Ok(spec.start == end)
+}
+
 /// The most items an offline batch may have.
 pub const MAX_BATCH_ITEMS: u32 = qvm_api::MAX_OFFLINE_BATCH;
 
@@ -645,18 +659,12 @@ impl Node {
             self.metrics.offline_pending(pending.len());
             mine
         };
-        let mut pool = self.pool();
-        let end = pool.end(spec.kind);
-        if spec.start < end {
+        if !self.pool_continues_at(&spec)? {
             return Ok(());
         }
-        if spec.start > end {
-            // Caught up in order later (`catch_up`): a gap here is records still to come.
-            return Err(Refusal::new(
-                RefusalKind::BadControl,
-                format!("the {} pool ends at {end}, not {}", spec.kind, spec.start),
-            ));
-        }
+        // Derived without the pool's lock: admissions take their items under it, and
+        // finishing (or, for a custodian outside the batch, deriving) a batch of tens of
+        // thousands of items takes milliseconds.
         let produced = match mine {
             Some(batch) => {
                 let opened = OpenedMsg {
@@ -670,6 +678,11 @@ impl Node {
         }
         .map_err(|e| Refusal::new(RefusalKind::BadControl, e.to_string()))?;
         let count = record.yield_count();
+        let mut pool = self.pool();
+        if !pool_continues_at(&pool, &spec)? {
+            // Another copy of this record (a broadcast racing a catch-up) got here first.
+            return Ok(());
+        }
         self.store().write(|tx| {
             tx.insert_batch(pool_slot(spec.kind), spec.start, &spec.id, &enc(record)?)?;
             tx.audit(Event::Batch {
@@ -681,6 +694,11 @@ impl Node {
         pool.add(spec.start, produced)
             .map_err(|e| internal(e.to_string()))?;
         Ok(())
+    }
+
+    /// Whether `spec` is the next batch of its pool (`false`: already added).
+    fn pool_continues_at(&self, spec: &qvm_mpc::offline::BatchSpec) -> Result<bool, Refusal> {
+        pool_continues_at(&self.pool(), spec)
     }
 
     /// Receives a proposed package: verifies it as this custodian (every check of
