@@ -67,14 +67,15 @@ const F_EQZ: u32 = 14;
 const F_TRUNC: u32 = 15;
 const F_SELECT: u32 = 16;
 const F_RANDOM: u32 = 17;
-const F_REALLOC: u32 = 18;
-const F_MEMEQ: u32 = 19;
-const F_FAIL_SHARE: u32 = 20;
-const F_FAIL_INPUT: u32 = 21;
-const F_RUN: u32 = 22;
+const F_DOT_PUBLIC: u32 = 18;
+const F_REALLOC: u32 = 19;
+const F_MEMEQ: u32 = 20;
+const F_FAIL_SHARE: u32 = 21;
+const F_FAIL_INPUT: u32 = 22;
+const F_RUN: u32 = 23;
 
 /// (name, params, results) of the imports, in index order.
-const IMPORTS: [(&str, &[ValType], &[ValType]); 18] = {
+const IMPORTS: [(&str, &[ValType], &[ValType]); 19] = {
     use ValType::{I32, I64};
     [
         ("secret", &[I32, I32, I32], &[]),
@@ -95,6 +96,7 @@ const IMPORTS: [(&str, &[ValType], &[ValType]); 18] = {
         ("trunc", &[I32, I32, I32, I32], &[]),
         ("select", &[I32, I32, I32, I32], &[]),
         ("random", &[I32, I32], &[]),
+        ("[method]shared.dot-public", &[I32, I32, I32, I32], &[]),
     ]
 };
 
@@ -490,6 +492,22 @@ struct Run<'a> {
     l: &'a Layout,
     /// A handle local for each node that has one.
     next_temp: u32,
+    /// How many nodes read each node, plus how many outputs name it.
+    uses: Vec<u32>,
+}
+
+/// How many nodes read each node, plus how many outputs name it.
+fn uses(ir: &Ir) -> Vec<u32> {
+    let mut uses = vec![0u32; ir.nodes.len()];
+    for node in &ir.nodes {
+        for d in node.op.deps() {
+            uses[d] += 1;
+        }
+    }
+    for (_, id) in &ir.outputs {
+        uses[*id] += 1;
+    }
+    uses
 }
 
 impl Run<'_> {
@@ -545,6 +563,35 @@ impl Run<'_> {
 
     fn is_public(&self, id: NodeId) -> bool {
         self.ir.nodes[id].vis == Vis::Public
+    }
+
+    /// The (secret, public) operands of a secret-by-public product read only by one sum
+    /// (as `dot` compiles): the sum is emitted as one `dot-public` call and the product
+    /// not at all, which saves a host call and a vector of shares per evaluation.
+    fn dot_operands(&self, product: NodeId) -> Option<(NodeId, NodeId)> {
+        let node = &self.ir.nodes[product];
+        let Op::Mul(a, b) = node.op else {
+            return None;
+        };
+        if node.vis != Vis::Secret || self.uses[product] != 1 {
+            return None;
+        }
+        match (self.is_public(a), self.is_public(b)) {
+            (false, true) => Some((a, b)),
+            (true, false) => Some((b, a)),
+            _ => None,
+        }
+    }
+
+    /// Whether `id` is a product that its one reader, a sum, computes as a dot product.
+    fn fused_into_sum(&self, id: NodeId) -> bool {
+        self.uses[id] == 1
+            && self.dot_operands(id).is_some()
+            && self
+                .ir
+                .nodes
+                .iter()
+                .any(|n| matches!(n.op, Op::Sum(a) if a == id))
     }
 
     /// Fills the scratch array of `node` with −(public node b).
@@ -819,9 +866,19 @@ impl Run<'_> {
                 take_handle(i, out);
             }
             Op::Select(c, a, b) => self.select(i, id, *c, *a, *b)?,
-            Op::Sum(a) => {
-                i.local_get(self.handle(*a)).call(F_SUM).local_set(out);
-            }
+            Op::Sum(a) => match self.dot_operands(*a) {
+                Some((x, c)) => {
+                    i.local_get(self.handle(x))
+                        .i32_const(self.arr(c)? as i32)
+                        .i32_const(self.ir.nodes[*a].len as i32)
+                        .i32_const(ret)
+                        .call(F_DOT_PUBLIC);
+                    take_handle(i, out);
+                }
+                None => {
+                    i.local_get(self.handle(*a)).call(F_SUM).local_set(out);
+                }
+            },
             Op::Slice(a, s, e) => {
                 i.local_get(self.handle(*a))
                     .i32_const(*s as i32)
@@ -1259,6 +1316,7 @@ fn run(ir: &Ir, l: &Layout) -> Result<Function, EmitError> {
         ir,
         l,
         next_temp: L_HANDLES + ir.nodes.len() as u32,
+        uses: uses(ir),
     };
     let mut i = f.instructions();
     for (id, node) in ir.nodes.iter().enumerate() {
@@ -1281,7 +1339,7 @@ fn run(ir: &Ir, l: &Layout) -> Result<Function, EmitError> {
             r.batch(&mut i, b)?;
         }
         for (id, node) in ir.nodes.iter().enumerate() {
-            if layer[id] != l || node.is_interactive(&ir.nodes) {
+            if layer[id] != l || node.is_interactive(&ir.nodes) || r.fused_into_sum(id) {
                 continue;
             }
             match node.vis {
@@ -1293,9 +1351,14 @@ fn run(ir: &Ir, l: &Layout) -> Result<Function, EmitError> {
             return Err(EmitError("too many temporaries".into()));
         }
     }
-    // Outputs: a fresh handle each (an output is moved to the host).
+    // Outputs: a handle each, moved to the host: the node's own when nothing else reads
+    // it (and it is not another node's, as a one-part concatenation's is), else a copy.
     for (k, (name, id)) in ir.outputs.iter().enumerate() {
-        let h = if ir.nodes[*id].vis == Vis::Secret {
+        let node = &ir.nodes[*id];
+        let own = !matches!(&node.op, Op::Concat(parts) if parts.len() == 1);
+        let h = if node.vis == Vis::Secret && r.uses[*id] == 1 && own {
+            r.handle(*id)
+        } else if ir.nodes[*id].vis == Vis::Secret {
             let t = r.temp();
             i.local_get(r.handle(*id))
                 .i64_const(1)
