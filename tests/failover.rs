@@ -357,7 +357,7 @@ fn retired_items_prune_their_batches_and_the_custodian_restarts_from_the_rest() 
         let entries = node.store().audit_len().expect("audit");
         match qvm_custodian::admission::admit(&node, &stale) {
             Err(r) => {
-                assert_eq!(r.kind, RefusalKind::BadTicket);
+                assert_eq!(r.kind, RefusalKind::ItemsUsed);
                 assert!(r.message.contains("retired"), "{}", r.message);
             }
             Ok(_) => panic!("a ticket for retired items was admitted"),

@@ -24,10 +24,10 @@ pub mod wire;
 
 use qvm_core::encoding::Domain;
 
-/// A client's evaluation request: its signature (over the body's digest) and its hash
-/// (over that digest and the signature). v3 since both cover the digest, not the body.
+/// A client's signature on an evaluation request: over the body's digest ([`REQUEST_BODY`]).
+/// v3 since it covers the digest, not the body.
 pub const REQUEST: Domain = Domain::new("qvm/eval-request/v3");
-/// The digest of a request's body, which its signature and hash cover.
+/// The digest of a request's body: what the client signs, and the request's name.
 pub const REQUEST_BODY: Domain = Domain::new("qvm/eval-request-body/v1");
 /// A coordinator's ticket.
 pub const TICKET: Domain = Domain::new("qvm/ticket/v1");

@@ -217,8 +217,8 @@ impl SignedRequest {
         self.digested()?.verify(key)
     }
 
-    /// The request's hash (what tickets and audit entries name). It covers the signature
-    /// too, so one signed request has exactly one hash.
+    /// The request's hash (what tickets and audit entries name): its body's digest. Not
+    /// the signature's: a body signed twice is one request, served once.
     pub fn hash(&self) -> Result<Digest, Error> {
         self.digested()?.hash()
     }
@@ -239,9 +239,9 @@ impl DigestedRequest {
             .map_err(|_| Error::Signature("request"))
     }
 
-    /// The request's hash: of the body's digest and the signature under [`REQUEST`].
+    /// The request's hash: its body's digest.
     pub fn hash(&self) -> Result<Digest, Error> {
-        Ok(hash(REQUEST, &(self.body, self.signature))?)
+        Ok(self.body)
     }
 }
 
@@ -570,10 +570,12 @@ pub(crate) mod tests {
         let digested = signed.digested()?;
         digested.verify(&public)?;
         assert_eq!(digested.hash()?, signed.hash()?);
-        // The hash names the signature too: the same body signed again is another request.
+        // The hash names the body, not the signature: the same body signed again (another
+        // nonce, another valid signature) is the same request, which replay checks refuse.
         let again = request().sign(&key)?;
         again.verify(&public)?;
-        assert_ne!(again.hash()?, signed.hash()?);
+        assert_ne!(again.signature, signed.signature);
+        assert_eq!(again.hash()?, signed.hash()?);
         // The body's digest signed under another domain is not a request's signature.
         let body = signed.request.digest()?;
         let misused = SignedRequest {

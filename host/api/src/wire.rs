@@ -127,6 +127,9 @@ pub enum RefusalKind {
     SessionFailed,
     /// Anything else.
     Internal,
+    /// The ticket grants pooled items this custodian holds used (under another ticket) or
+    /// retired: its coordinator's grant is stale or granted twice; a fresh grant can serve.
+    ItemsUsed,
 }
 
 impl RefusalKind {
@@ -147,10 +150,11 @@ impl RefusalKind {
 
     /// Whether a custodian refused because its view differs from the coordinator's (the
     /// version is not active there yet; the ticket grants pooled items it holds used or
-    /// retired), not because it failed: the coordinator retries without it but keeps it
-    /// in service.
+    /// retired), not because it failed: the coordinator retries without it but keeps it in
+    /// service. Other ticket refusals (`bad_ticket`: not signed by the coordinator, not for
+    /// this request) say the custodian is misconfigured or worse, and quarantine it.
     pub fn is_disagreement(self) -> bool {
-        matches!(self, RefusalKind::NotActive | RefusalKind::BadTicket)
+        matches!(self, RefusalKind::NotActive | RefusalKind::ItemsUsed)
     }
 
     /// A stable lower-case name (metrics labels, logs).
@@ -174,6 +178,7 @@ impl RefusalKind {
             RefusalKind::Storage => "storage",
             RefusalKind::SessionFailed => "session_failed",
             RefusalKind::Internal => "internal",
+            RefusalKind::ItemsUsed => "items_used",
         }
     }
 }

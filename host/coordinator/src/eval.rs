@@ -938,8 +938,8 @@ mod tests {
             Err((
                 party(3),
                 CallError::Refused(Refusal::new(
-                    RefusalKind::BadTicket,
-                    "pooled items already used or retired here",
+                    RefusalKind::ItemsUsed,
+                    "the ticket grants items already used or retired here",
                 )),
             )),
         ];

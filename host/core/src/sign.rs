@@ -9,9 +9,10 @@
 //!
 //! A signature never covers bare bytes: it covers [`signing_bytes`] of a typed value under
 //! a [`Domain`] tag, so an approval can never be replayed as a ticket or a client request.
-//! Signatures are 64 bytes r ‖ s with s normalized to the lower half of the group order
-//! (no two encodings of one signature); identifiers are always hashes of the signed value,
-//! never of the signature.
+//! Signatures are 64 bytes r ‖ s with s normalized to the lower half of the group order,
+//! and [`VerifyingKey::verify`] refuses the upper-half twin (r, n − s), which plain ECDSA
+//! accepts: no one but the signer can make another valid signature of a value. Identifiers
+//! are always hashes of the signed value, never of the signature.
 
 use core::fmt;
 use core::mem::ManuallyDrop;
@@ -162,13 +163,19 @@ impl VerifyingKey {
         compressed_bytes(&self.key.to_encoded_point(true))
     }
 
-    /// Verifies `signature` over `value` under `domain`.
+    /// Verifies `signature` over `value` under `domain`. Only the low-s form is accepted:
+    /// (r, n − s) verifies wherever (r, s) does, and protocol values that cover a
+    /// signature (a request's hash) must have exactly one valid signature per signing, or
+    /// anyone holding a signed request could turn it into a second, unseen one.
     pub fn verify<T: Serialize + ?Sized>(
         &self,
         domain: Domain,
         value: &T,
         signature: &Signature,
     ) -> Result<()> {
+        if !signature.is_low_s() {
+            return Err(Error::BadSignature);
+        }
         self.verify_raw(&signing_bytes(domain, value)?, &signature.0)
     }
 
@@ -224,6 +231,12 @@ impl Signature {
     /// The 64 bytes.
     pub fn to_bytes(&self) -> [u8; SIGNATURE_BYTES] {
         self.0
+    }
+
+    /// Whether s is in the lower half of the group order (what signing produces). A
+    /// malformed signature (r or s zero or not below the order) answers `false`.
+    fn is_low_s(&self) -> bool {
+        p256::ecdsa::Signature::from_slice(&self.0).is_ok_and(|sig| sig.normalize_s().is_none())
     }
 }
 
@@ -299,6 +312,15 @@ mod tests {
         Ok(())
     }
 
+    /// (r, n − s): the same signature with s in the upper half.
+    pub(crate) fn high_s_twin(sig: &Signature) -> Signature {
+        use p256::elliptic_curve::ops::Neg;
+        let parsed = p256::ecdsa::Signature::from_slice(&sig.to_bytes()).expect("a signature");
+        let (r, s) = parsed.split_scalars();
+        let twin = p256::ecdsa::Signature::from_scalars(r, s.as_ref().neg()).expect("valid");
+        Signature::from_bytes(twin.to_bytes().into())
+    }
+
     #[test]
     fn signatures_are_low_s_and_hedged() -> Result<()> {
         let mut rng = ChaCha20Rng::seed_from_u64(6);
@@ -316,6 +338,11 @@ mod tests {
             for s in [s1, s2] {
                 assert!(s.to_bytes()[32..] <= half_n[..]);
                 vk.verify(APPROVAL, &v, &s)?;
+                // Its high-s twin (r, n − s) is a valid ECDSA signature, refused here.
+                assert_eq!(
+                    vk.verify(APPROVAL, &v, &high_s_twin(&s)),
+                    Err(Error::BadSignature)
+                );
             }
         }
         Ok(())
@@ -347,6 +374,22 @@ mod tests {
             "{r}0834e36ad29a83bf2bc9385e491d6099c8fdf9d1ed67aa7ea5f51f93782857a9"
         ))?;
         sk.verifying_key().verify_raw(b"sample", &twin)?;
+        // The protocol's check accepts only the low-s twin: one valid signature per signing.
+        let (high, low) = (
+            Signature::from_bytes(
+                published
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::BadSignature)?,
+            ),
+            Signature::from_bytes(
+                twin.as_slice()
+                    .try_into()
+                    .map_err(|_| Error::BadSignature)?,
+            ),
+        );
+        assert!(!high.is_low_s());
+        assert!(low.is_low_s());
         let ours = sk.sign_raw(b"sample")?.to_bytes();
         assert!(ours[32] < 0x80);
         sk.verifying_key().verify_raw(b"sample", &ours)?;

@@ -277,7 +277,7 @@ fn pool_refusal(e: qvm_mpc::Error) -> Refusal {
             format!("this custodian does not hold the ticket's items yet: {e}"),
         ),
         e => refuse(
-            RefusalKind::BadTicket,
+            RefusalKind::ItemsUsed,
             format!("the ticket grants items already used or retired here: {e}"),
         ),
     }
@@ -362,7 +362,7 @@ fn commit(
         for range in granted {
             if !tx.take_range(&range, &signed)? {
                 return Err(refuse(
-                    RefusalKind::BadTicket,
+                    RefusalKind::ItemsUsed,
                     format!("the ticket grants {} that were already used", range.kind),
                 ));
             }

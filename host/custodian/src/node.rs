@@ -630,8 +630,9 @@ impl Node {
         let mut pending = self.offline.lock().map_err(|_| poisoned_refusal())?;
         // The coordinator runs one batch of a kind at a time and starts the next only where
         // this pool ends, so an earlier batch of this kind still here was abandoned (its
-        // coordinator crashed, or a member failed it) and its record can never come: its
-        // derived values (wiped on drop) would otherwise stay for the life of the process.
+        // coordinator crashed, or a member failed it): its derived values (wiped on drop)
+        // would otherwise stay for the life of the process. Should its record come after
+        // all (a start given up on that arrived late), `catch_up` derives the same items.
         pending.retain(|_, b| b.spec().kind != spec.kind);
         pending.insert(spec.id, batch);
         self.metrics.offline_pending(pending.len());

@@ -64,6 +64,8 @@ impl Transport for ItemLink {
 
 /// A running session, as the HTTP handlers see it.
 struct Handle {
+    /// The hash of the ticket the session runs under.
+    ticket: Digest,
     rounds: mpsc::Sender<RoundInput>,
     events: AsyncMutex<mpsc::Receiver<Result<SessionEvent, Refusal>>>,
 }
@@ -77,11 +79,17 @@ pub struct Sessions {
 impl Sessions {
     fn insert(&self, id: Digest, h: Arc<Handle>) -> Result<(), Refusal> {
         let mut map = self.running.lock().map_err(|_| internal("lock"))?;
-        if map.contains_key(&id) {
-            return Err(Refusal::new(
-                RefusalKind::Replay,
-                "this session is already running",
-            ));
+        if let Some(running) = map.get(&id) {
+            // The same start again is a replay; another ticket naming a running session
+            // is the coordinator's (or whoever sent it) fault, not the client's.
+            return Err(if running.ticket == h.ticket {
+                Refusal::new(RefusalKind::Replay, "this session is already running")
+            } else {
+                Refusal::new(
+                    RefusalKind::BadTicket,
+                    "another ticket's session with this id is already running here",
+                )
+            });
         }
         map.insert(id, h);
         Ok(())
@@ -125,7 +133,12 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
     let session = start.ticket.ticket.session;
     let (round_tx, round_rx) = mpsc::channel(1);
     let (event_tx, event_rx) = mpsc::channel(1);
+    let ticket = start
+        .ticket
+        .hash()
+        .map_err(|e| Refusal::new(RefusalKind::BadTicket, e.to_string()))?;
     let handle = Arc::new(Handle {
+        ticket,
         rounds: round_tx,
         events: AsyncMutex::new(event_rx),
     });

@@ -61,9 +61,10 @@ pub fn status(kind: RefusalKind) -> StatusCode {
         }
         RefusalKind::UnknownIdentity => StatusCode::FORBIDDEN,
         RefusalKind::UnknownProgram => StatusCode::NOT_FOUND,
-        RefusalKind::NotActive | RefusalKind::ChainGap | RefusalKind::ChainFork => {
-            StatusCode::CONFLICT
-        }
+        RefusalKind::NotActive
+        | RefusalKind::ChainGap
+        | RefusalKind::ChainFork
+        | RefusalKind::ItemsUsed => StatusCode::CONFLICT,
         RefusalKind::Expired | RefusalKind::InvalidInput => StatusCode::BAD_REQUEST,
         RefusalKind::Replay => StatusCode::CONFLICT,
         RefusalKind::BudgetExhausted => StatusCode::PAYMENT_REQUIRED,
