@@ -12,7 +12,8 @@
 //! Signatures are 64 bytes r ‖ s with s normalized to the lower half of the group order,
 //! and [`VerifyingKey::verify`] refuses the upper-half twin (r, n − s), which plain ECDSA
 //! accepts: no one but the signer can make another valid signature of a value. Identifiers
-//! are always hashes of the signed value, never of the signature.
+//! are hashes of the signed value, except a ticket's, which covers its signature too (and
+//! is unique only because of that check).
 
 use core::fmt;
 use core::mem::ManuallyDrop;
@@ -164,9 +165,10 @@ impl VerifyingKey {
     }
 
     /// Verifies `signature` over `value` under `domain`. Only the low-s form is accepted:
-    /// (r, n − s) verifies wherever (r, s) does, and protocol values that cover a
-    /// signature (a request's hash) must have exactly one valid signature per signing, or
-    /// anyone holding a signed request could turn it into a second, unseen one.
+    /// (r, n − s) verifies wherever (r, s) does, and a ticket's hash covers its signature
+    /// (chains, item sessions and alarms name tickets by it), so anyone holding a signed
+    /// ticket could otherwise make a twin with another name: a fork or reuse alarm against
+    /// an honest coordinator.
     pub fn verify<T: Serialize + ?Sized>(
         &self,
         domain: Domain,
@@ -339,10 +341,9 @@ mod tests {
                 assert!(s.to_bytes()[32..] <= half_n[..]);
                 vk.verify(APPROVAL, &v, &s)?;
                 // Its high-s twin (r, n − s) is a valid ECDSA signature, refused here.
-                assert_eq!(
-                    vk.verify(APPROVAL, &v, &high_s_twin(&s)),
-                    Err(Error::BadSignature)
-                );
+                let twin = high_s_twin(&s);
+                vk.verify_raw(&signing_bytes(APPROVAL, &v)?, &twin.to_bytes())?;
+                assert_eq!(vk.verify(APPROVAL, &v, &twin), Err(Error::BadSignature));
             }
         }
         Ok(())

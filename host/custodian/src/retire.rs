@@ -12,7 +12,7 @@
 //! its admission checks use), the items below its grant can be retired
 //! ([`qvm_mpc::pool::Retirements`] says why). A coordinator whose clock stepped back, or
 //! restarted with a shorter TTL, could leave an older ticket valid past a newer one's
-//! expiry: admission then refuses it (`bad_ticket`, the pool no longer holds its items)
+//! expiry: admission then refuses it (`items_used`, the pool no longer holds its items)
 //! with nothing recorded — availability, never reuse.
 
 use std::sync::Arc;
