@@ -91,6 +91,21 @@ fn refusals_name_their_reason_and_spend_nothing() {
     c.rt.block_on(c.client.eval(&once)).expect("served");
     served += 1;
     refused(c.rt.block_on(c.client.eval(&once)), RefusalKind::Replay);
+    // Copies of one request sent at once: one is served and charged, the others replays.
+    let twice = qvm::client::sign(&key.signing, &p, "analyst", vec![credit(1.5)]).expect("signs");
+    let copies = c.rt.block_on(async {
+        tokio::join!(
+            c.client.eval(&twice),
+            c.client.eval(&twice),
+            c.client.eval(&twice)
+        )
+    });
+    let copies = [copies.0, copies.1, copies.2];
+    assert_eq!(copies.iter().filter(|r| r.is_ok()).count(), 1, "{copies:?}");
+    for r in copies.into_iter().filter(|r| r.is_err()) {
+        refused(r, RefusalKind::Replay);
+    }
+    served += 1;
     // Inputs: out of bounds, wrong type, missing, undeclared.
     let mut out_of_bounds = credit(0.0);
     out_of_bounds[0].value = support::reals(&[5_000.0; 12]);

@@ -509,6 +509,14 @@ impl Coordinator {
         let window = now / checked.identity.period_secs.max(1);
         let (tbytes, lbytes) = (enc(&ticket)?, enc(&next)?);
         let deferred = self.store().write(|tx| {
+            // Checked before the transaction too (to refuse early); again here, where the
+            // tickets of other copies of this request checked meanwhile are visible.
+            if attempt == 0 && store::request_seen_in(tx.conn(), &checked.request)? {
+                return Err(refuse(
+                    RefusalKind::Replay,
+                    "this request was already served",
+                ));
+            }
             let deferred = self.write_deferred(tx)?;
             store::insert_ticket(
                 tx,

@@ -112,8 +112,13 @@ pub fn chain_head(
 
 /// Whether a request was ticketed before.
 pub fn request_seen(store: &Store, request: &Digest) -> Result<bool, StoreError> {
-    Ok(store
-        .conn()
+    request_seen_in(store.conn(), request)
+}
+
+/// [`request_seen`] inside a transaction: the ticket's, so two copies of one request
+/// checked at the same time cannot both be charged.
+pub fn request_seen_in(conn: &rusqlite::Connection, request: &Digest) -> Result<bool, StoreError> {
+    Ok(conn
         .row(
             "SELECT 1 FROM tickets WHERE request = ?1 LIMIT 1",
             [request.as_bytes().as_slice()],
