@@ -153,7 +153,7 @@ pub async fn start(node: Arc<Node>, start: StartSession) -> Result<SessionEvent,
     }
     tracing::debug!(node = %node.name, admit_us = t0.elapsed().as_micros() as u64, "admitted");
     node.metrics.session_started();
-    let event = next_event(&node, session, &handle).await;
+    let event = next_event(&node.sessions, session, &handle).await;
     tracing::debug!(node = %node.name, first_event_us = t0.elapsed().as_micros() as u64, "first event");
     event
 }
@@ -171,26 +171,47 @@ pub async fn round(node: Arc<Node>, input: RoundInput) -> Result<SessionEvent, R
         .send(input)
         .await
         .map_err(|_| Refusal::new(RefusalKind::SessionFailed, "the session ended"))?;
-    let event = next_event(&node, session, &handle).await;
+    let event = next_event(&node.sessions, session, &handle).await;
     tracing::debug!(round_us = t0.elapsed().as_micros() as u64, "round");
     event
 }
 
+/// Waits for the session's next event. A session that ends (anything but a round) leaves
+/// the running set; so does one whose caller went away while waiting (its connection
+/// dropped, so nobody will ask for the event buffered for it, or resume it).
 async fn next_event(
-    node: &Node,
+    sessions: &Sessions,
     session: Digest,
     handle: &Handle,
 ) -> Result<SessionEvent, Refusal> {
+    let mut leaving = Leaving {
+        sessions,
+        session,
+        armed: true,
+    };
     let event = handle.events.lock().await.recv().await.unwrap_or_else(|| {
         Err(Refusal::new(
             RefusalKind::SessionFailed,
             "the session ended",
         ))
     });
-    if !matches!(event, Ok(SessionEvent::Round(_))) {
-        node.sessions.remove(&session);
-    }
+    leaving.armed = !matches!(event, Ok(SessionEvent::Round(_)));
     event
+}
+
+/// Removes a session from the running set when dropped, unless disarmed.
+struct Leaving<'a> {
+    sessions: &'a Sessions,
+    session: Digest,
+    armed: bool,
+}
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.sessions.remove(&self.session);
+        }
+    }
 }
 
 fn spawn_items(
@@ -457,4 +478,77 @@ async fn combine(
         }
     };
     ending.end(outcome).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(
+        ticket: u8,
+    ) -> (
+        Arc<Handle>,
+        mpsc::Sender<Result<SessionEvent, Refusal>>,
+        mpsc::Receiver<RoundInput>,
+    ) {
+        let (round_tx, round_rx) = mpsc::channel(1);
+        let (event_tx, event_rx) = mpsc::channel(1);
+        let h = Arc::new(Handle {
+            ticket: Digest::from_bytes([ticket; 32]),
+            rounds: round_tx,
+            events: AsyncMutex::new(event_rx),
+        });
+        (h, event_tx, round_rx)
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_caller_goes_away_leaves_the_running_set() {
+        let sessions = Sessions::default();
+        let id = Digest::from_bytes([1; 32]);
+        let (h, events, _rounds) = handle(7);
+        sessions.insert(id, Arc::clone(&h)).expect("inserts");
+        // The caller waits, then goes away before the event comes.
+        let waiting = next_event(&sessions, id, &h);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(20), waiting)
+                .await
+                .is_err()
+        );
+        assert!(
+            sessions.get(&id).is_none(),
+            "left when its caller went away"
+        );
+        // A round keeps the session; its end removes it.
+        sessions.insert(id, Arc::clone(&h)).expect("inserts again");
+        events
+            .send(Ok(SessionEvent::Round(Vec::new())))
+            .await
+            .expect("sends");
+        assert!(next_event(&sessions, id, &h).await.is_ok());
+        assert!(sessions.get(&id).is_some(), "a round keeps it running");
+        events
+            .send(Err(Refusal::new(RefusalKind::SessionFailed, "done")))
+            .await
+            .expect("sends");
+        assert!(next_event(&sessions, id, &h).await.is_err());
+        assert!(sessions.get(&id).is_none(), "its end removes it");
+    }
+
+    #[test]
+    fn a_running_id_refuses_the_same_start_as_a_replay_and_another_as_a_bad_ticket() {
+        let sessions = Sessions::default();
+        let id = Digest::from_bytes([2; 32]);
+        let (running, _e, _r) = handle(7);
+        sessions.insert(id, running).expect("inserts");
+        let (same, _e2, _r2) = handle(7);
+        let (other, _e3, _r3) = handle(8);
+        assert_eq!(
+            sessions.insert(id, same).map_err(|r| r.kind),
+            Err(RefusalKind::Replay)
+        );
+        assert_eq!(
+            sessions.insert(id, other).map_err(|r| r.kind),
+            Err(RefusalKind::BadTicket)
+        );
+    }
 }
