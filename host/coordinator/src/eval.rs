@@ -349,9 +349,7 @@ impl Coordinator {
             check_input(&m.schema, input)
                 .map_err(|why| refuse(RefusalKind::InvalidInput, format!("item {i}: {why}")))?;
         }
-        let request = digested
-            .hash()
-            .map_err(|e| refuse(RefusalKind::InvalidInput, e.to_string()))?;
+        let request = digested.hash();
         if store::request_seen(&self.store(), &request)? {
             return Err(refuse(
                 RefusalKind::Replay,

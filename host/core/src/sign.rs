@@ -315,7 +315,7 @@ mod tests {
     }
 
     /// (r, n − s): the same signature with s in the upper half.
-    pub(crate) fn high_s_twin(sig: &Signature) -> Signature {
+    fn high_s_twin(sig: &Signature) -> Signature {
         use p256::elliptic_curve::ops::Neg;
         let parsed = p256::ecdsa::Signature::from_slice(&sig.to_bytes()).expect("a signature");
         let (r, s) = parsed.split_scalars();

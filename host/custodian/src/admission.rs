@@ -85,10 +85,7 @@ fn check_and_commit(node: &Node, start: &StartSession) -> Result<Admitted, Refus
         .request
         .digested()
         .map_err(|e| refuse(RefusalKind::BadTicket, e.to_string()))?;
-    let request_hash = digested
-        .hash()
-        .map_err(|e| refuse(RefusalKind::BadTicket, e.to_string()))?;
-    if t.request != request_hash
+    if t.request != digested.hash()
         || t.program != req.program
         || t.identity != req.identity
         || t.items as usize != req.inputs.len()

@@ -660,7 +660,7 @@ impl Node {
             self.metrics.offline_pending(pending.len());
             mine
         };
-        if !self.pool_continues_at(&spec)? {
+        if !pool_continues_at(&self.pool(), &spec)? {
             return Ok(());
         }
         // Derived without the pool's lock: admissions take their items under it, and
@@ -695,11 +695,6 @@ impl Node {
         pool.add(spec.start, produced)
             .map_err(|e| internal(e.to_string()))?;
         Ok(())
-    }
-
-    /// Whether `spec` is the next batch of its pool (`false`: already added).
-    fn pool_continues_at(&self, spec: &qvm_mpc::offline::BatchSpec) -> Result<bool, Refusal> {
-        pool_continues_at(&self.pool(), spec)
     }
 
     /// Receives a proposed package: verifies it as this custodian (every check of

@@ -494,6 +494,8 @@ struct Run<'a> {
     next_temp: u32,
     /// How many nodes read each node, plus how many outputs name it.
     uses: Vec<u32>,
+    /// The products emitted inside their one reader, a sum, as a dot product.
+    fused: Vec<bool>,
 }
 
 /// How many nodes read each node, plus how many outputs name it.
@@ -583,15 +585,17 @@ impl Run<'_> {
         }
     }
 
-    /// Whether `id` is a product that its one reader, a sum, computes as a dot product.
-    fn fused_into_sum(&self, id: NodeId) -> bool {
-        self.uses[id] == 1
-            && self.dot_operands(id).is_some()
-            && self
-                .ir
-                .nodes
-                .iter()
-                .any(|n| matches!(n.op, Op::Sum(a) if a == id))
+    /// Marks the products that their sums compute as dot products.
+    fn fuse(&mut self) {
+        let mut fused = vec![false; self.ir.nodes.len()];
+        for node in &self.ir.nodes {
+            if let Op::Sum(a) = node.op
+                && self.dot_operands(a).is_some()
+            {
+                fused[a] = true;
+            }
+        }
+        self.fused = fused;
     }
 
     /// Fills the scratch array of `node` with −(public node b).
@@ -1317,7 +1321,9 @@ fn run(ir: &Ir, l: &Layout) -> Result<Function, EmitError> {
         l,
         next_temp: L_HANDLES + ir.nodes.len() as u32,
         uses: uses(ir),
+        fused: Vec::new(),
     };
+    r.fuse();
     let mut i = f.instructions();
     for (id, node) in ir.nodes.iter().enumerate() {
         if let Op::Input(name) = &node.op {
@@ -1339,7 +1345,7 @@ fn run(ir: &Ir, l: &Layout) -> Result<Function, EmitError> {
             r.batch(&mut i, b)?;
         }
         for (id, node) in ir.nodes.iter().enumerate() {
-            if layer[id] != l || node.is_interactive(&ir.nodes) || r.fused_into_sum(id) {
+            if layer[id] != l || node.is_interactive(&ir.nodes) || r.fused[id] {
                 continue;
             }
             match node.vis {
@@ -1356,17 +1362,17 @@ fn run(ir: &Ir, l: &Layout) -> Result<Function, EmitError> {
     for (k, (name, id)) in ir.outputs.iter().enumerate() {
         let node = &ir.nodes[*id];
         let own = !matches!(&node.op, Op::Concat(parts) if parts.len() == 1);
-        let h = if node.vis == Vis::Secret && r.uses[*id] == 1 && own {
-            r.handle(*id)
-        } else if ir.nodes[*id].vis == Vis::Secret {
-            let t = r.temp();
-            i.local_get(r.handle(*id))
-                .i64_const(1)
-                .call(F_SCALE)
-                .local_set(t);
-            t
-        } else {
-            r.lift(&mut i, *id)?
+        let h = match node.vis {
+            Vis::Secret if r.uses[*id] == 1 && own => r.handle(*id),
+            Vis::Secret => {
+                let t = r.temp();
+                i.local_get(r.handle(*id))
+                    .i64_const(1)
+                    .call(F_SCALE)
+                    .local_set(t);
+                t
+            }
+            Vis::Public => r.lift(&mut i, *id)?,
         };
         let (at, len) = l.strings[name];
         let rec = l.outputs as u64 + 12 * k as u64;
